@@ -1,0 +1,80 @@
+"""Settings: every knob of the studio, read from the environment (prefix ``STUDIO_``)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STUDIO_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    models_dir: Path = Path("./models")
+    default_model: str = "studio-tiny"
+    # "cpu", or a comma-separated list such as "cuda:0,cuda:1"; empty means every GPU, else cpu.
+    devices: str = ""
+    # "local": requests without a session act as the built-in local artist; "required": login.
+    # Empty means: local when bound to loopback, required otherwise.
+    auth: Literal["local", "required", ""] = ""
+    queue: Literal["embedded", "celery"] = "embedded"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Inputs
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_pixels: int = 4096 * 4096
+    max_request_bytes: int = 25 * 1024 * 1024
+
+    # Workers
+    start_workers: bool = True
+    preload_default_model: bool = True
+    pipeline_cache_size: int = 2
+    heartbeat_seconds: float = 2.0
+    stale_after_seconds: float = 60.0
+    max_attempts: int = 3
+    poll_seconds: float = 0.5
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
+
+    @property
+    def device_list(self) -> list[str]:
+        if self.devices.strip():
+            return [device.strip() for device in self.devices.split(",") if device.strip()]
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+        except ImportError:  # pragma: no cover - torch is a hard dependency
+            pass
+        return ["cpu"]
+
+    @property
+    def auth_mode(self) -> Literal["local", "required"]:
+        if self.auth:
+            return self.auth
+        return "local" if self.host in LOOPBACK_HOSTS else "required"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
