@@ -1,0 +1,99 @@
+"""Image store: content-addressed PNG files and their WebP thumbnails on disk.
+
+A file's name is the SHA-256 of its bytes (``root/ab/cd/<sha256>.png``), so the same picture is
+stored once, a path is never built from anything a user typed, and a file never changes once
+written. Writes go to a temporary file in the destination directory and are moved into place
+with ``os.replace``: a reader sees the whole file or none, and two workers writing the same
+bytes at once both end with the same complete file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from app.services import imageio
+from app.services.errors import InvalidInput, NotFound
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    sha256: str
+    path: Path
+    width: int | None = None
+    height: int | None = None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same directory as the destination, so os.replace is a rename on one file system.
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(descriptor, "wb") as temp:
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+class ImageStore:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    @staticmethod
+    def _checked(sha256: str) -> str:
+        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+            raise InvalidInput(f"not an image hash: {sha256!r:.80} (expected 64 lowercase hex digits)")
+        return sha256
+
+    def path(self, sha256: str) -> Path:
+        sha256 = self._checked(sha256)
+        return self.root / sha256[:2] / sha256[2:4] / f"{sha256}.png"
+
+    def thumbnail_path(self, sha256: str, *, max_side: int = 256) -> Path:
+        """The WebP thumbnail of a stored PNG, made on the first request and reused after."""
+        sha256 = self._checked(sha256)
+        thumb = self.root / "thumbs" / sha256[:2] / f"{sha256}.webp"
+        if thumb.is_file():
+            return thumb
+        # Two requests may both get here and both render it; each replaces the file atomically
+        # with identical bytes, so the race costs a little work and nothing else.
+        with Image.open(io.BytesIO(self.read(sha256)), formats=["PNG"]) as image:
+            image.load()
+            _write_atomically(thumb, imageio.make_thumbnail(image, max_side=max_side))
+        return thumb
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def read(self, sha256: str) -> bytes:
+        try:
+            return self.path(sha256).read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFound(f"image file {sha256} is missing from the store") from exc
+
+    def put_png(self, png_bytes: bytes) -> StoredFile:
+        if not png_bytes.startswith(b"\x89PNG\r\n\x1a\n"):
+            raise InvalidInput("the image store keeps PNG files only")
+        sha256 = hashlib.sha256(png_bytes).hexdigest()
+        path = self.path(sha256)
+        # The name is the content's hash, so a file already there holds these very bytes.
+        if not path.is_file():
+            _write_atomically(path, png_bytes)
+        return StoredFile(sha256=sha256, path=path)
+
+    def put_image(self, image: Image.Image, *, text_chunks: dict[str, str] | None = None) -> StoredFile:
+        stored = self.put_png(imageio.encode_png(image, text_chunks))
+        return StoredFile(sha256=stored.sha256, path=stored.path, width=image.width, height=image.height)
