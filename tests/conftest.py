@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +27,10 @@ from app.db.migrate import upgrade_database
 from app.db.models import Generation, Mode, Role, Status, User
 from app.db.session import make_engine, make_session_factory
 from app.services.users import hash_password
+
+# The tiny models of the tests gain nothing from more threads, and several threads per process
+# oversubscribe two cores badly when anything else runs beside the tests.
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATABASE_URL_ENV = "STUDIO_DATABASE_URL"
