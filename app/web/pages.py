@@ -1,0 +1,162 @@
+"""Full HTML pages: the studio, a generation's page and the history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
+
+from app.db.models import Generation, Mode, User
+from app.deps import CurrentUser, RegistryDep, SessionDep, SettingsDep, TemplatesDep
+from app.engine.registry import ModelRegistry
+from app.services import generations
+from app.services.errors import NotFound
+from app.web.forms import SCHEDULERS, StudioForm, csrf_token
+
+router = APIRouter(include_in_schema=False)
+
+RECENT_CARDS = 8
+HISTORY_PAGE = 24
+MODES = [item.value for item in Mode]
+
+
+def model_names(registry: ModelRegistry) -> list[str]:
+    return [spec.name for spec in registry.list()]
+
+
+def render_studio(
+    request: Request,
+    templates: TemplatesDep,
+    *,
+    session: Session,
+    user: User,
+    registry: ModelRegistry,
+    default_model: str,
+    form: StudioForm,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The studio page; also what a form posted without JavaScript gets back when refused."""
+    recent, _ = generations.list_for_user(session, user=user, limit=RECENT_CARDS)
+    parent = None
+    if form.parent_id.isdigit():
+        parent = session.get(Generation, int(form.parent_id))
+    context: dict[str, Any] = {
+        "user": user,
+        "form": form,
+        "error": error,
+        "models": model_names(registry),
+        "default_model": default_model,
+        "schedulers": SCHEDULERS,
+        "recent": recent,
+        "parent": parent,
+        "csrf_token": csrf_token(request),
+        "active": "studio",
+    }
+    return templates.TemplateResponse(request, "pages/studio.html", context, status_code=status_code)
+
+
+def not_found(request: Request, templates: TemplatesDep, message: str) -> HTMLResponse:
+    context = {"message": message, "csrf_token": csrf_token(request), "active": ""}
+    return templates.TemplateResponse(request, "pages/not_found.html", context, status_code=404)
+
+
+@router.get("/", response_class=HTMLResponse)
+def studio(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    templates: TemplatesDep,
+    refine: Annotated[int | None, Query(ge=1)] = None,
+) -> HTMLResponse:
+    form = StudioForm()
+    if refine is not None:
+        try:
+            form = StudioForm.refining(generations.get_visible(session, generation_id=refine, user=user))
+        except NotFound as error:
+            return not_found(request, templates, error.message)
+    return render_studio(
+        request,
+        templates,
+        session=session,
+        user=user,
+        registry=registry,
+        default_model=settings.default_model,
+        form=form,
+    )
+
+
+@router.get("/generations/{generation_id}", response_class=HTMLResponse)
+def generation_page(
+    generation_id: int, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
+) -> HTMLResponse:
+    try:
+        generation = generations.get_visible(session, generation_id=generation_id, user=user)
+    except NotFound as error:
+        return not_found(request, templates, error.message)
+    parent = None
+    if generation.parent_id is not None:
+        try:
+            parent = generations.get_visible(session, generation_id=generation.parent_id, user=user)
+        except NotFound:
+            parent = None
+    context = {
+        "user": user,
+        "generation": generation,
+        "images": generation.images,
+        "parent": parent,
+        "queue_position": generations.queue_position(session, generation),
+        "csrf_token": csrf_token(request),
+        "active": "",
+    }
+    return templates.TemplateResponse(request, "pages/generation.html", context)
+
+
+def history_context(
+    session: Session,
+    *,
+    user: User,
+    q: str | None,
+    model: str | None,
+    mode: str | None,
+    cursor: int | None,
+) -> dict[str, Any]:
+    """One page of the user's history with the filters that made it (for the load-more link).
+
+    An empty or unknown ``mode`` means any mode: the filter form sends "" for "any".
+    """
+    mode_filter = Mode(mode) if mode in MODES else None
+    items, next_cursor = generations.list_for_user(
+        session, user=user, q=q or None, model=model or None, mode=mode_filter, limit=HISTORY_PAGE, cursor=cursor
+    )
+    filters = {"q": q or "", "model": model or "", "mode": mode_filter.value if mode_filter else ""}
+    more_query = urlencode({**{k: v for k, v in filters.items() if v}, "cursor": next_cursor or ""})
+    return {"items": items, "next_cursor": next_cursor, "more_query": more_query, "filters": filters}
+
+
+@router.get("/history", response_class=HTMLResponse)
+def history(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    registry: RegistryDep,
+    templates: TemplatesDep,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    model: Annotated[str | None, Query(max_length=128)] = None,
+    mode: Annotated[str | None, Query(max_length=16)] = None,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+) -> HTMLResponse:
+    context = history_context(session, user=user, q=q, model=model, mode=mode, cursor=cursor)
+    context.update(
+        user=user,
+        models=model_names(registry),
+        modes=MODES,
+        csrf_token=csrf_token(request),
+        active="history",
+    )
+    return templates.TemplateResponse(request, "pages/history.html", context)

@@ -1,0 +1,130 @@
+"""htmx fragments: submitting the studio form, job cards, and more history; hidden from OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from app.db.models import Generation, Mode
+from app.deps import BusDep, CurrentUser, DispatchDep, RegistryDep, SessionDep, SettingsDep, TemplatesDep
+from app.services import generations
+from app.services.compose import new_generation
+from app.services.errors import Conflict, StudioError
+from app.web.forms import FormFields, StudioForm, check_csrf, csrf_token, parse_prompt_form
+from app.web.pages import history_context, render_studio
+
+router = APIRouter(prefix="/partials", include_in_schema=False)
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def card_response(
+    request: Request, templates: TemplatesDep, session: Session, generation: Generation, *, clear_errors: bool = False
+) -> HTMLResponse:
+    context = {
+        "generation": generation,
+        "images": generation.images,
+        "queue_position": generations.queue_position(session, generation),
+        "clear_errors": clear_errors,
+        "csrf_token": csrf_token(request),
+    }
+    return templates.TemplateResponse(request, "partials/card.html", context)
+
+
+@router.post("/generate", response_class=HTMLResponse)
+def generate(
+    request: Request,
+    fields: FormFields,
+    session: SessionDep,
+    user: CurrentUser,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    dispatch: DispatchDep,
+    templates: TemplatesDep,
+) -> Response:
+    """Enqueue a prompt job from the studio form, exactly as ``POST /api/generate/prompt`` does.
+
+    With htmx the answer is the job's card, or the form-errors fragment with 422
+    (the page's htmx config swaps 422 into ``#form-errors``). Without JavaScript the answer is a
+    redirect to the generation's page, or the studio page again with the error and what was typed.
+    """
+    try:
+        check_csrf(request, fields)
+        body = parse_prompt_form(fields)
+        new = new_generation(body, mode=Mode.TXT2IMG, registry=registry, default_model=settings.default_model)
+        generation = generations.enqueue(session, owner=user, new=new)
+    except StudioError as error:
+        if is_htmx(request):
+            return templates.TemplateResponse(
+                request,
+                "partials/form_errors.html",
+                {"message": error.message},
+                status_code=422,
+                headers={"HX-Retarget": "#form-errors", "HX-Reswap": "innerHTML"},
+            )
+        return render_studio(
+            request,
+            templates,
+            session=session,
+            user=user,
+            registry=registry,
+            default_model=settings.default_model,
+            form=StudioForm.submitted(fields),
+            error=error.message,
+            status_code=422,
+        )
+    dispatch(generation.id)
+    if not is_htmx(request):
+        return RedirectResponse(f"/generations/{generation.id}", status_code=303)
+    return card_response(request, templates, session, generation, clear_errors=True)
+
+
+@router.get("/generations/{generation_id}/card", response_class=HTMLResponse)
+def card(
+    generation_id: int, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
+) -> HTMLResponse:
+    generation = generations.get_visible(session, generation_id=generation_id, user=user)
+    return card_response(request, templates, session, generation)
+
+
+@router.post("/generations/{generation_id}/cancel", response_class=HTMLResponse)
+def cancel(
+    generation_id: int,
+    request: Request,
+    fields: FormFields,
+    session: SessionDep,
+    user: CurrentUser,
+    bus: BusDep,
+    templates: TemplatesDep,
+) -> Response:
+    """Cancel the job and answer its card; a job that already ended just shows how it ended."""
+    check_csrf(request, fields)
+    try:
+        generation = generations.cancel(session, generation_id=generation_id, user=user)
+        bus.publish(generation.id, "status", {"status": generation.status.value})
+    except Conflict:
+        generation = generations.get_visible(session, generation_id=generation_id, user=user)
+    if not is_htmx(request):
+        return RedirectResponse(f"/generations/{generation.id}", status_code=303)
+    return card_response(request, templates, session, generation)
+
+
+@router.get("/history", response_class=HTMLResponse)
+def history_items(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    templates: TemplatesDep,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    model: Annotated[str | None, Query(max_length=128)] = None,
+    mode: Annotated[str | None, Query(max_length=16)] = None,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+) -> HTMLResponse:
+    """The next page of history tiles, and the load-more link swapped out of band."""
+    context = history_context(session, user=user, q=q, model=model, mode=mode, cursor=cursor)
+    return templates.TemplateResponse(request, "partials/history_items.html", {**context, "oob": True})
