@@ -176,13 +176,7 @@ def is_held_out(colour: str, subject: str, place: str) -> bool:
 
 
 def held_out_triples() -> list[tuple[str, str, str]]:
-    return [
-        (c.name, s, p)
-        for c in COLOURS
-        for s in SUBJECTS
-        for p in PLACES
-        if is_held_out(c.name, s, p)
-    ]
+    return [(c.name, s, p) for c in COLOURS for s in SUBJECTS for p in PLACES if is_held_out(c.name, s, p)]
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
@@ -272,7 +266,13 @@ def _star_points(cx: float, cy: float, r: float, rotation: float) -> list[tuple[
 
 
 def _draw_subject(
-    subject: str, body: ImageDraw.ImageDraw, detail: ImageDraw.ImageDraw, cx: float, cy: float, r: float, rng: np.random.Generator
+    subject: str,
+    body: ImageDraw.ImageDraw,
+    detail: ImageDraw.ImageDraw,
+    cx: float,
+    cy: float,
+    r: float,
+    rng: np.random.Generator,
 ) -> None:
     """Draws into two masks: ``body`` takes the asked colour, ``detail`` a darker shade of it."""
     if subject == "sun":
@@ -280,7 +280,12 @@ def _draw_subject(
         for k in range(8):
             angle = k * math.pi / 4
             body.line(
-                (cx + r * 0.7 * math.cos(angle), cy + r * 0.7 * math.sin(angle), cx + r * math.cos(angle), cy + r * math.sin(angle)),
+                (
+                    cx + r * 0.7 * math.cos(angle),
+                    cy + r * 0.7 * math.sin(angle),
+                    cx + r * math.cos(angle),
+                    cy + r * math.sin(angle),
+                ),
                 fill=255,
                 width=max(2, int(r * 0.14)),
             )
@@ -300,11 +305,18 @@ def _draw_subject(
         detail.rectangle((cx - r * 0.15, cy + r * 0.35, cx + r * 0.15, cy + r * 0.9), fill=255)
     elif subject == "boat":
         body.polygon(
-            [(cx - r, cy + r * 0.3), (cx + r, cy + r * 0.3), (cx + r * 0.65, cy + r * 0.8), (cx - r * 0.65, cy + r * 0.8)],
+            [
+                (cx - r, cy + r * 0.3),
+                (cx + r, cy + r * 0.3),
+                (cx + r * 0.65, cy + r * 0.8),
+                (cx - r * 0.65, cy + r * 0.8),
+            ],
             fill=255,
         )
         detail.rectangle((cx - r * 0.05, cy - r, cx + r * 0.05, cy + r * 0.3), fill=255)
-        body.polygon([(cx + r * 0.1, cy - r * 0.9), (cx + r * 0.1, cy + r * 0.2), (cx + r * 0.8, cy + r * 0.2)], fill=255)
+        body.polygon(
+            [(cx + r * 0.1, cy - r * 0.9), (cx + r * 0.1, cy + r * 0.2), (cx + r * 0.8, cy + r * 0.2)], fill=255
+        )
     elif subject == "flower":
         detail.line((cx, cy, cx, cy + r), fill=255, width=max(2, int(r * 0.12)))
         for k in range(5):
@@ -345,7 +357,9 @@ def _apply_texture(pixels: np.ndarray, texture: str, rng: np.random.Generator) -
         for y in range(0, canvas, spacing):
             for x in range(0, canvas, spacing):
                 jx, jy = x + rng.uniform(-1, 1) * radius * 0.5, y + rng.uniform(-1, 1) * radius * 0.5
-                colour = np.clip(pixels[min(int(jy), canvas - 1), min(int(jx), canvas - 1)] + rng.normal(0, 12, 3), 0, 255)
+                colour = np.clip(
+                    pixels[min(int(jy), canvas - 1), min(int(jx), canvas - 1)] + rng.normal(0, 12, 3), 0, 255
+                )
                 draw.ellipse((jx - radius, jy - radius, jx + radius, jy + radius), fill=tuple(colour.astype(int)))
         return np.asarray(image, dtype=np.float32)
     raise ValueError(f"unknown texture {texture!r}")

@@ -1,0 +1,147 @@
+"""The ``studio`` command: serve, worker, migrate, models, users, train-tiny, export."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.config import get_settings
+
+app = typer.Typer(help="Painting Studio: paint with diffusion models from a browser.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage artists' accounts.", no_args_is_help=True)
+export_app = typer.Typer(help="Export data sets.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(export_app, name="export")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: STUDIO_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: STUDIO_PORT or 8000).")] = None,
+) -> None:
+    """Start the studio: web server plus, in embedded mode, a worker thread per device."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = get_settings()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    typer.echo(
+        f"Painting Studio on http://{settings.host}:{settings.port} "
+        f"(auth: {settings.auth_mode}, queue: {settings.queue}, devices: {', '.join(settings.device_list)})"
+    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def worker() -> None:
+    """Run a Celery worker for this machine's devices (scaled mode)."""
+    from app.workers.celery_app import run_worker
+
+    run_worker(get_settings())
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from app.db.migrate import upgrade_database
+
+    settings = get_settings()
+    upgrade_database(settings.sqlalchemy_url)
+    typer.echo(f"database at {settings.sqlalchemy_url} is up to date")
+
+
+@app.command()
+def models() -> None:
+    """List the models in the models directory, and any that were refused."""
+    from app.engine.registry import ModelRegistry
+
+    settings = get_settings()
+    specs, refused = ModelRegistry(settings.models_dir).scan()
+    for spec in specs:
+        marker = "*" if spec.name == settings.default_model else " "
+        typer.echo(f"{marker} {spec.name:24} {spec.pipeline_class:32} {spec.default_width}x{spec.default_height}")
+    for model in refused:
+        typer.echo(f"! {model.name:24} refused: {model.reason}")
+    if not specs:
+        typer.echo(f"no models in {settings.models_dir}")
+
+
+@users_app.command("create")
+def create_user(
+    name: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Give the account the admin role.")] = False,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+) -> None:
+    """Create an account."""
+    from app.db.migrate import upgrade_database
+    from app.db.models import Role
+    from app.db.session import make_engine, make_session_factory
+    from app.services import users
+    from app.services.errors import StudioError
+
+    settings = get_settings()
+    upgrade_database(settings.sqlalchemy_url)
+    factory = make_session_factory(make_engine(settings.sqlalchemy_url))
+    with factory() as session:
+        try:
+            user = users.create_user(
+                session, username=name, password=password, role=Role.ADMIN if admin else Role.ARTIST
+            )
+        except StudioError as error:
+            typer.echo(f"error: {error.message}", err=True)
+            raise typer.Exit(1) from error
+    typer.echo(f"created {user.role.value} {user.username}")
+
+
+@app.command("train-tiny")
+def train_tiny(
+    out: Annotated[Path, typer.Option(help="Where to write the diffusers folder.")] = Path("models/studio-tiny"),
+    work_dir: Annotated[Path, typer.Option(help="Data, latents and checkpoints (resumable).")] = Path(".tiny-work"),
+    samples: Annotated[int, typer.Option(help="Procedural paintings to train on.")] = 24_000,
+    vae_steps: Annotated[int, typer.Option(help="Autoencoder training steps.")] = 1_000,
+    unet_steps: Annotated[int, typer.Option(help="UNet training steps.")] = 12_000,
+    unet_batch: Annotated[int, typer.Option(help="UNet batch size.")] = 48,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+) -> None:
+    """Train studio-tiny, the embedded default model, from procedurally painted data."""
+    from app.tiny.train import TrainConfig, train
+
+    folder = train(
+        TrainConfig(
+            out_dir=out,
+            work_dir=work_dir,
+            samples=samples,
+            vae_steps=vae_steps,
+            unet_steps=unet_steps,
+            unet_batch=unet_batch,
+            checkpoint_every=checkpoint_every,
+            device=device,
+        )
+    )
+    typer.echo(f"saved {folder}")
+
+
+@export_app.command("preferences")
+def export_preferences(
+    out: Annotated[Path | None, typer.Option(help="File to write (default: standard output).")] = None,
+) -> None:
+    """Write the A/B preference picks as JSON Lines."""
+    typer.echo("preference export arrives with feedback; nothing to export yet", err=True)
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

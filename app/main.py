@@ -1,0 +1,143 @@
+"""The application: ``create_app(settings)`` builds everything and keeps it on ``app.state``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from app.api import generations as generations_api
+from app.api import images as images_api
+from app.api import models as models_api
+from app.config import Settings, get_settings
+from app.db.migrate import upgrade_database
+from app.db.session import make_engine, make_session_factory
+from app.engine.registry import ModelNotFound, ModelRegistry
+from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from app.services.errors import StudioError
+from app.services.storage import ImageStore
+from app.web import pages, partials
+from app.workers.events import EventBus, MemoryEventBus, RedisEventBus
+from app.workers.jobs import JobContext
+from app.workers.pool import WorkerPool
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    """One sentence a person can act on, naming each bad field."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path"))
+        message = str(item.get("msg", "is invalid")).removeprefix("Value error, ")
+        parts.append(message if location and message.startswith(location) else f"{location or 'request'}: {message}")
+    return "; ".join(parts)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StudioError)
+    async def studio_error(_: Request, error: StudioError) -> JSONResponse:
+        return JSONResponse({"detail": error.message}, status_code=error.status_code)
+
+    @app.exception_handler(ModelNotFound)
+    async def model_not_found(_: Request, error: ModelNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error.args[0] if error.args else error)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(item.get("loc", ())), "msg": str(item.get("msg", ""))} for item in error.errors()]
+        return JSONResponse({"detail": _validation_message(error), "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+def _make_bus(settings: Settings) -> EventBus:
+    if settings.queue == "celery":
+        return RedisEventBus(settings.redis_url)
+    return MemoryEventBus()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upgrade_database(settings.sqlalchemy_url)
+        pool: WorkerPool | None = app.state.pool
+        if pool is not None:
+            pool.start()
+            if settings.preload_default_model:
+                threading.Thread(target=pool.preload, args=(settings.default_model,), daemon=True).start()
+        try:
+            yield
+        finally:
+            if pool is not None:
+                pool.stop()
+            app.state.db_engine.dispose()
+
+    app = FastAPI(
+        title="Painting Studio",
+        description="Paint with diffusion models: prompts, style references, inpainting.",
+        lifespan=lifespan,
+    )
+    engine = make_engine(settings.sqlalchemy_url)
+    app.state.settings = settings
+    app.state.db_engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.registry = ModelRegistry(settings.models_dir, cache_size=settings.pipeline_cache_size)
+    app.state.store = ImageStore(settings.images_dir)
+    app.state.bus = _make_bus(settings)
+    app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    context = JobContext(
+        session_factory=app.state.session_factory,
+        registry=app.state.registry,
+        store=app.state.store,
+        bus=app.state.bus,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
+    app.state.job_context = context
+    app.state.pool = None
+    dispatch: Callable[[int], None]
+    if settings.queue == "celery":
+        from app.workers.celery_app import dispatch_to_celery
+
+        dispatch = dispatch_to_celery
+    else:
+        pool = WorkerPool(settings, context) if settings.start_workers else None
+        app.state.pool = pool
+
+        def dispatch(generation_id: int) -> None:
+            if app.state.pool is not None:
+                app.state.pool.notify()
+
+    app.state.dispatch = dispatch
+
+    _install_error_handlers(app)
+    app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, same_site="lax", https_only=False)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(generations_api.router, prefix="/api")
+    app.include_router(images_api.router, prefix="/api")
+    app.include_router(models_api.router, prefix="/api")
+    app.include_router(models_api.health_router)
+    app.include_router(pages.router)
+    app.include_router(partials.router)
+    return app

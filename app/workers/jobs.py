@@ -1,0 +1,201 @@
+"""Jobs: runs one claimed generation through the engine and stores what it paints.
+
+Shared by the embedded pool and the Celery worker. Files are written before rows are committed,
+so a row never points at a missing file; a job run twice replaces its own outputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image as PILImage
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.models import Generation, Mode, Status
+from app.db.models import Image as ImageRow
+from app.engine.registry import ModelRegistry
+from app.engine.runner import Cancelled, GenerationResult, GenerationSpec, StepProgress, run
+from app.services import generations
+from app.services.images import load_pil
+from app.services.metadata import png_text_chunks
+from app.services.storage import ImageStore
+from app.workers.events import EventBus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class JobContext:
+    session_factory: sessionmaker[Session]
+    registry: ModelRegistry
+    store: ImageStore
+    bus: EventBus
+    heartbeat_seconds: float
+
+
+def preview_data_url(image: PILImage.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="WEBP", quality=60)
+    return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _load_image(store: ImageStore, session: Session, image_id: int | None) -> PILImage.Image | None:
+    if image_id is None:
+        return None
+    row = session.get(ImageRow, image_id)
+    if row is None:
+        raise ValueError(f"input image {image_id} no longer exists")
+    return load_pil(store, row).convert("RGB")
+
+
+def spec_for(generation: Generation, session: Session, store: ImageStore) -> GenerationSpec:
+    mode = {Mode.TXT2IMG: "txt2img", Mode.INPAINT: "inpaint", Mode.STYLE: "txt2img"}[generation.mode]
+    spec = GenerationSpec(
+        model=generation.model,
+        prompt=generation.prompt,
+        negative_prompt=generation.negative_prompt,
+        seed=generation.seed,
+        steps=generation.steps,
+        guidance=generation.guidance,
+        width=generation.width,
+        height=generation.height,
+        n_images=generation.n_images,
+        scheduler=generation.scheduler,
+        mode=mode,  # type: ignore[arg-type]
+        strength=generation.strength,
+        extra=dict(generation.params or {}),
+    )
+    spec.init_image = _load_image(store, session, generation.source_image_id)
+    if spec.init_image is not None and mode == "txt2img":
+        spec.mode = "img2img"
+    mask = _load_image(store, session, generation.mask_image_id)
+    spec.mask_image = mask.convert("L") if mask is not None else None
+    return spec
+
+
+def _parameters(generation: Generation, seed: int, index: int) -> dict[str, Any]:
+    return {
+        "generation_id": generation.id,
+        "index": index,
+        "mode": generation.mode.value,
+        "prompt": generation.prompt,
+        "negative_prompt": generation.negative_prompt,
+        "model": generation.model,
+        "scheduler": generation.scheduler,
+        "seed": seed,
+        "steps": generation.steps,
+        "guidance": generation.guidance,
+        "width": generation.width,
+        "height": generation.height,
+        "strength": generation.strength,
+        "parent_id": generation.parent_id,
+    }
+
+
+class _Heartbeat:
+    """Refreshes the row's heartbeat on its own thread while the engine runs.
+
+    The engine may sit in one long step (or in loading a model) for a while; a separate thread
+    keeps the heartbeat fresh meanwhile. When the row is no longer ours (cancelled, or requeued
+    by a sweeper), ``stop_requested`` is set and the next step end stops the engine.
+    """
+
+    def __init__(self, context: JobContext, generation_id: int, worker: str) -> None:
+        self._context = context
+        self._generation_id = generation_id
+        self._worker = worker
+        self._done = threading.Event()
+        self.stop_requested = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{generation_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self._context.heartbeat_seconds):
+            try:
+                with self._context.session_factory() as session:
+                    alive = generations.heartbeat(session, generation_id=self._generation_id, worker=self._worker)
+            except Exception:  # a transient database error must not kill the job
+                logger.exception("heartbeat failed for generation %s", self._generation_id)
+                continue
+            if not alive:
+                self.stop_requested.set()
+                return
+
+
+def execute(context: JobContext, generation_id: int, *, worker: str, device: str) -> Status:
+    """Runs a generation this worker has claimed and records the outcome. Never raises."""
+    bus = context.bus
+    bus.publish(generation_id, "status", {"status": Status.RUNNING.value})
+    try:
+        with context.session_factory() as session:
+            generation = session.get(Generation, generation_id)
+            if generation is None:
+                return Status.FAILED
+            spec = spec_for(generation, session, context.store)
+            session.expunge(generation)
+
+        with _Heartbeat(context, generation_id, worker) as heartbeat:
+            on_step = _progress_publisher(bus, generation_id, heartbeat.stop_requested.is_set)
+            result = run(context.registry, spec, device=device, on_step=on_step)
+        outputs = _store_outputs(context, generation, result)
+        with context.session_factory() as session:
+            kept = generations.complete(session, generation_id=generation_id, worker=worker, outputs=outputs)
+        status = Status.SUCCEEDED if kept else _current_status(context, generation_id)
+    except Cancelled:
+        status = _current_status(context, generation_id)
+    except Exception as error:  # the job fails, the worker lives on
+        logger.exception("generation %s failed", generation_id)
+        message = _describe(error)
+        with context.session_factory() as session:
+            generations.fail(session, generation_id=generation_id, worker=worker, error=message)
+        status = _current_status(context, generation_id)
+    bus.publish(generation_id, "status", {"status": status.value})
+    return status
+
+
+def _progress_publisher(bus: EventBus, generation_id: int, stop: Callable[[], bool]) -> Callable[[StepProgress], bool]:
+    def on_step(progress: StepProgress) -> bool:
+        data: dict[str, Any] = {"step": progress.step, "total": progress.total}
+        if progress.preview is not None:
+            data["preview"] = preview_data_url(progress.preview)
+        bus.publish(generation_id, "progress", data)
+        return not stop()
+
+    return on_step
+
+
+def _store_outputs(
+    context: JobContext, generation: Generation, result: GenerationResult
+) -> list[generations.OutputImage]:
+    outputs = []
+    for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
+        stored = context.store.put_image(image, text_chunks=png_text_chunks(_parameters(generation, seed, index)))
+        outputs.append(
+            generations.OutputImage(sha256=stored.sha256, width=image.width, height=image.height, index=index)
+        )
+    return outputs
+
+
+def _current_status(context: JobContext, generation_id: int) -> Status:
+    with context.session_factory() as session:
+        generation = session.get(Generation, generation_id)
+        return generation.status if generation is not None else Status.FAILED
+
+
+def _describe(error: Exception) -> str:
+    # Shown to the artist: the exception's own words, never a stack trace.
+    text = str(error).strip() or error.__class__.__name__
+    return text[:500]
