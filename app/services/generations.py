@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.db.base import utcnow
 from app.db.models import Generation, Image, ImageKind, Mode, Role, Status, User
+from app.services import steps
 from app.services.errors import Conflict, InvalidInput, NotFound
 
 MAX_SEED = 2**32 - 1
@@ -125,8 +126,11 @@ def enqueue(session: Session, *, owner: User, new: NewGeneration) -> Generation:
     if new.seed is not None and not 0 <= new.seed <= MAX_SEED:
         raise InvalidInput(f"seed must be between 0 and {MAX_SEED} (got {new.seed})")
     seed = new.seed if new.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    params = dict(new.params)
     if new.parent_id is not None:
-        get_visible(session, generation_id=new.parent_id, user=owner)
+        parent = get_visible(session, generation_id=new.parent_id, user=owner)
+        # Every step records what kind it was (refine, vary, remix...) for the lineage.
+        params = steps.step_params(params, parent=parent, owner=owner, mode=new.mode)
     image_ids = [i for i in (new.source_image_id, new.mask_image_id) if i is not None] + list(new.style_image_ids)
     _check_images_usable(session, owner=owner, image_ids=image_ids)
 
@@ -144,7 +148,7 @@ def enqueue(session: Session, *, owner: User, new: NewGeneration) -> Generation:
         height=new.height,
         n_images=new.n_images,
         strength=new.strength,
-        params=dict(new.params),
+        params=params,
         source_image_id=new.source_image_id,
         mask_image_id=new.mask_image_id,
         style_image_ids=list(new.style_image_ids),

@@ -1,0 +1,133 @@
+"""Exploration: new generations made from one: variations, seed grids and prompt matrices.
+
+A grid is a batch: one request makes N generations that share ``params["batch"]`` (a random
+id), each with its place (``batch_index``) and what its cell stands for (``batch_label``).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import Generation, Role, User
+from app.services import generations
+from app.services.errors import InvalidInput
+from app.services.generations import MAX_SEED, NewGeneration
+from app.services.steps import ACTION_KEY, Action
+
+BATCH_KEY = "batch"
+BATCH_KIND_KEY = "batch_kind"
+BATCH_INDEX_KEY = "batch_index"
+BATCH_LABEL_KEY = "batch_label"
+MAX_CELLS = 16
+_BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
+
+
+def as_new(generation: Generation) -> NewGeneration:
+    """Every parameter of ``generation`` as a request for a new one (inputs included)."""
+    params = {
+        key: value
+        for key, value in (generation.params or {}).items()
+        if key not in (ACTION_KEY, BATCH_KEY, BATCH_KIND_KEY, BATCH_INDEX_KEY, BATCH_LABEL_KEY, "remix_of")
+    }
+    return NewGeneration(
+        mode=generation.mode,
+        prompt=generation.prompt,
+        negative_prompt=generation.negative_prompt,
+        model=generation.model,
+        scheduler=generation.scheduler,
+        seed=generation.seed,
+        steps=generation.steps,
+        guidance=generation.guidance,
+        width=generation.width,
+        height=generation.height,
+        n_images=generation.n_images,
+        strength=generation.strength,
+        params=params,
+        source_image_id=generation.source_image_id,
+        mask_image_id=generation.mask_image_id,
+        style_image_ids=list(generation.style_image_ids or []),
+    )
+
+
+def _fresh_seed(avoid: int) -> int:
+    seed = secrets.randbelow(MAX_SEED + 1)
+    return seed if seed != avoid else (seed + 1) % (MAX_SEED + 1)
+
+
+def vary(session: Session, *, owner: User, generation_id: int, seed: int | None = None) -> Generation:
+    """A variation: the same parameters with a new seed, recorded as a ``vary`` step of the original."""
+    original = generations.get_visible(session, generation_id=generation_id, user=owner)
+    new = as_new(original)
+    new.seed = seed if seed is not None else _fresh_seed(original.seed)
+    new.parent_id = original.id
+    new.params = {**new.params, ACTION_KEY: Action.VARY.value}
+    return generations.enqueue(session, owner=owner, new=new)
+
+
+def _enqueue_batch(
+    session: Session, *, owner: User, kind: str, cells: list[tuple[str, NewGeneration]]
+) -> tuple[str, list[Generation]]:
+    if not 2 <= len(cells) <= MAX_CELLS:
+        raise InvalidInput(f"a grid has between 2 and {MAX_CELLS} cells (got {len(cells)})")
+    batch = secrets.token_urlsafe(9)
+    made = []
+    for index, (label, new) in enumerate(cells):
+        params = {**new.params, BATCH_KEY: batch, BATCH_KIND_KEY: kind, BATCH_INDEX_KEY: index, BATCH_LABEL_KEY: label}
+        made.append(generations.enqueue(session, owner=owner, new=replace(new, params=params)))
+    return batch, made
+
+
+def seed_grid(
+    session: Session, *, owner: User, base: NewGeneration, count: int, first_seed: int | None = None
+) -> tuple[str, list[Generation]]:
+    """One prompt, ``count`` consecutive seeds (from ``first_seed`` or the base seed, else random)."""
+    start = first_seed if first_seed is not None else base.seed
+    if start is None:
+        start = secrets.randbelow(MAX_SEED + 1 - MAX_CELLS)
+    start = min(start, MAX_SEED + 1 - count)
+    cells = [(f"seed {start + i}", replace(base, seed=start + i)) for i in range(count)]
+    return _enqueue_batch(session, owner=owner, kind="seeds", cells=cells)
+
+
+def prompt_matrix(
+    session: Session, *, owner: User, base: NewGeneration, replace_text: str, alternatives: list[str]
+) -> tuple[str, list[Generation]]:
+    """The base prompt once per alternative, ``replace_text`` swapped for it; one seed for all cells."""
+    if not replace_text or replace_text not in base.prompt:
+        raise InvalidInput(f'"{replace_text}" does not occur in the prompt; pick a word or phrase from it')
+    options = [option.strip() for option in alternatives if option.strip()]
+    seed = base.seed if base.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    cells = [(replace_text, replace(base, seed=seed))]
+    cells += [
+        (option, replace(base, seed=seed, prompt=base.prompt.replace(replace_text, option))) for option in options
+    ]
+    return _enqueue_batch(session, owner=owner, kind="matrix", cells=cells)
+
+
+def batch_cells(session: Session, *, batch: str, user: User) -> list[Generation]:
+    """The user's generations of one batch, in grid order; empty when there are none to show."""
+    if not _BATCH_ID.match(batch):
+        return []
+    rows = session.scalars(
+        select(Generation).where(Generation.params[BATCH_KEY].as_string() == batch).order_by(Generation.id)
+    ).all()
+    visible = [row for row in rows if row.user_id == user.id or user.role == Role.ADMIN]
+    return sorted(visible, key=lambda row: int((row.params or {}).get(BATCH_INDEX_KEY, 0)))
+
+
+def batch_info(generation: Generation) -> dict[str, Any] | None:
+    params = generation.params or {}
+    if BATCH_KEY not in params:
+        return None
+    return {
+        "id": params[BATCH_KEY],
+        "kind": params.get(BATCH_KIND_KEY),
+        "index": params.get(BATCH_INDEX_KEY),
+        "label": params.get(BATCH_LABEL_KEY),
+    }
