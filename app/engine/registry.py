@@ -198,6 +198,7 @@ class ModelRegistry:
                 builder = AutoPipelineForImage2Image if mode == "img2img" else AutoPipelineForInpainting
                 derived = builder.from_pipe(warm.base)
                 derived.set_progress_bar_config(disable=True)
+                derived._studio_model_path = warm.base._studio_model_path
                 warm.derived[mode] = derived
             return warm.derived[mode]
 
@@ -215,4 +216,6 @@ class ModelRegistry:
         pipeline = AutoPipelineForText2Image.from_pretrained(spec.path, **kwargs)
         pipeline.to(device)
         pipeline.set_progress_bar_config(disable=True)
+        # Where optional parts (IP-Adapter weights) are looked up later.
+        pipeline._studio_model_path = spec.path
         return pipeline

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,8 +23,11 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
+from app.engine import style
+from app.engine.inpaint import Outpaint, composite, extend_canvas, fit_mask
 from app.engine.previews import latents_preview
 from app.engine.registry import ModelRegistry, PipelineMode
+from app.engine.style import StyleReference
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +76,17 @@ class GenerationSpec:
     n_images: int = 1
     scheduler: str = DEFAULT_SCHEDULER
     mode: PipelineMode = "txt2img"
+    # img2img and inpaint: how much of the source is repainted (1 = all of it)
     strength: float | None = None
     init_image: Image.Image | None = None
+    # inpaint: white = repaint; blurred by mask_blur pixels when compositing over the source
     mask_image: Image.Image | None = None
+    mask_blur: float = 4.0
+    outpaint: Outpaint | None = None
+    # style reference
+    style_references: list[StyleReference] = field(default_factory=list)
+    style_strength: float = 0.5
+    style_method: str = "shared-attention"
     preview_every: int = 5
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -107,29 +120,31 @@ def run(
     """Paints ``spec`` on ``device``. Raises ``Cancelled`` as soon as ``on_step`` says stop."""
     started = time.perf_counter()
 
-    # 1. resolve the pipeline for the mode, on a scheduler of the asked kind
+    # 1. inputs: an outpaint canvas replaces the source and its mask
+    init_image, mask_image = spec.init_image, spec.mask_image
+    width, height = spec.width, spec.height
+    if spec.mode == "inpaint":
+        if init_image is None or mask_image is None:
+            raise ValueError("inpainting needs an image and a mask")
+        if spec.outpaint is not None and spec.outpaint.any:
+            init_image, mask_image = extend_canvas(init_image, mask_image, spec.outpaint)
+        else:
+            mask_image = fit_mask(mask_image, init_image.size)[0]
+        width, height = init_image.size
+    elif spec.mode == "img2img" and init_image is None:
+        raise ValueError("image-to-image needs a source image")
+
+    # 2. the pipeline for the mode, on a scheduler of the asked kind (style inverts with DDIM)
+    styled = bool(spec.style_references) and spec.style_method == "shared-attention"
     pipeline = registry.pipeline(spec.model, device, spec.mode)
     base_config = getattr(pipeline, "_studio_scheduler_config", None) or pipeline.scheduler.config
     pipeline._studio_scheduler_config = base_config  # the folder's own config, before any swap
-    pipeline.scheduler = make_scheduler(spec.scheduler, base_config)
+    pipeline.scheduler = make_scheduler("ddim" if styled else spec.scheduler, base_config)
 
-    # 2. seeds: one generator per image, created on the CPU so results match across devices
+    # 3. seeds: one generator per image, created on the CPU so results match across devices
     seeds = image_seeds(spec.seed, spec.n_images)
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
 
-    # 3. progress and cancellation through the step-end callback
-    def step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
-        if on_step is not None:
-            total = int(getattr(pipe, "num_timesteps", 0) or spec.steps)
-            preview = None
-            done = step + 1
-            if spec.preview_every > 0 and done % spec.preview_every == 0 and done < total:
-                preview = latents_preview(pipe, callback_kwargs["latents"][:1])
-            if not on_step(StepProgress(step=done, total=total, preview=preview)):
-                raise Cancelled()
-        return callback_kwargs
-
-    # 4. run the pipeline
     arguments: dict[str, Any] = {
         "prompt": spec.prompt,
         "negative_prompt": spec.negative_prompt or None,
@@ -137,21 +152,125 @@ def run(
         "guidance_scale": spec.guidance,
         "num_images_per_prompt": spec.n_images,
         "generator": generators,
-        "callback_on_step_end": step_end,
         "callback_on_step_end_tensor_inputs": ["latents"],
         "output_type": "pil",
     }
     if spec.mode == "txt2img":
-        arguments.update(width=spec.width, height=spec.height)
+        arguments.update(width=width, height=height)
     else:
-        if spec.init_image is None:
-            raise ValueError(f"mode {spec.mode} needs an init image")
-        arguments.update(image=spec.init_image, strength=spec.strength if spec.strength is not None else 0.75)
-        if spec.mode == "inpaint":
-            if spec.mask_image is None:
-                raise ValueError("inpainting needs a mask image")
-            arguments.update(mask_image=spec.mask_image, width=spec.width, height=spec.height)
+        strength = spec.strength if spec.strength is not None else 0.75
+        arguments.update(image=init_image, strength=strength)
+    if spec.mode == "inpaint":
+        arguments.update(mask_image=mask_image, width=width, height=height)
+    adapter = bool(spec.style_references) and spec.style_method == "ip-adapter"
+    if adapter:
+        arguments["ip_adapter_image"] = [reference.image for reference in spec.style_references]
+
+    # 4. style reference: the references ride at the front of the batch
+    setup: style.StyleSetup | None = None
+    if styled:
+        setup = style.prepare(
+            pipeline,
+            spec.style_references,
+            width=width,
+            height=height,
+            steps=spec.steps,
+            strength=spec.style_strength,
+            device=device,
+        )
+        _batch_with_references(pipeline, spec, arguments, setup, generators, width, height, init_image)
+
+    # 5. progress and cancellation through the step-end callback
+    skip = setup.count if setup is not None else 0
+
+    def step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if setup is not None:
+            callback_kwargs["latents"] = style.step_end(setup, pipe, int(timestep), callback_kwargs["latents"])
+        if on_step is not None:
+            total = int(getattr(pipe, "num_timesteps", 0) or spec.steps)
+            preview = None
+            done = step + 1
+            if spec.preview_every > 0 and done % spec.preview_every == 0 and done < total:
+                preview = latents_preview(pipe, callback_kwargs["latents"][skip : skip + 1])
+            if not on_step(StepProgress(step=done, total=total, preview=preview)):
+                raise Cancelled()
+        return callback_kwargs
+
+    arguments["callback_on_step_end"] = step_end
+
+    # 6. run, with shared attention installed only for this call
+    groups = 2 if spec.guidance > 1 else 1
     with torch.inference_mode():
-        output = pipeline(**arguments)
-    images = list(output.images)
+        if setup is not None:
+            with style.shared_attention(pipeline.unet, spec.style_references, spec.style_strength, groups=groups):
+                output = pipeline(**arguments)
+        elif adapter:
+            with _ip_adapter(pipeline, spec.style_strength):
+                output = pipeline(**arguments)
+        else:
+            output = pipeline(**arguments)
+    images = list(output.images)[skip:]
+
+    # 7. inpainting keeps the unmasked pixels exactly as they were
+    if spec.mode == "inpaint" and init_image is not None and mask_image is not None:
+        images = [composite(init_image, image, mask_image, spec.mask_blur) for image in images]
     return GenerationResult(images=images, seeds=seeds, seconds=time.perf_counter() - started)
+
+
+def _batch_with_references(
+    pipeline: Any,
+    spec: GenerationSpec,
+    arguments: dict[str, Any],
+    setup: style.StyleSetup,
+    generators: list[torch.Generator],
+    width: int,
+    height: int,
+    init_image: Image.Image | None,
+) -> None:
+    """Rewrites the call so the batch is [references..., images...]."""
+    count, images = setup.count, spec.n_images
+    arguments["prompt"] = [""] * count + [spec.prompt] * images
+    arguments["negative_prompt"] = [""] * count + [spec.negative_prompt] * images
+    arguments["num_images_per_prompt"] = 1
+    arguments["generator"] = [torch.Generator("cpu").manual_seed(0) for _ in range(count)] + generators
+    if spec.mode == "txt2img":
+        first = int(pipeline.scheduler.timesteps[0])
+        shape = (
+            pipeline.unet.config.in_channels,
+            height // pipeline.vae_scale_factor,
+            width // pipeline.vae_scale_factor,
+        )
+        noise = [torch.randn(shape, generator=generator) for generator in generators]
+        dtype = pipeline.unet.dtype
+        device = setup.clean.device
+        # DDIM starts from unit-variance noise; the references start where their inversion ended.
+        starts = torch.cat([setup.trajectory[first].to(device, dtype), torch.stack(noise).to(device, dtype)])
+        arguments["latents"] = starts
+    else:
+        references = [reference.image.convert("RGB").resize((width, height)) for reference in spec.style_references]
+        arguments["image"] = references + [init_image] * images
+
+
+@contextmanager
+def _ip_adapter(pipeline: Any, scale: float) -> Iterator[None]:
+    """The model folder's IP-Adapter, loaded for one call and unloaded after.
+
+    Loaded adapters replace the UNet's attention processors and make image embeddings mandatory,
+    which would break every later prompt-only call on this shared pipeline.
+    """
+    folder = Path(getattr(pipeline, "_studio_model_path", ""))
+    weights = sorted((folder / "ip_adapter").glob("*.safetensors")) if folder.name else []
+    if not weights or not (folder / "image_encoder").is_dir():
+        raise ValueError("this model has no IP-Adapter weights and image encoder")
+    pipeline.load_ip_adapter(
+        str(folder / "ip_adapter"),
+        subfolder="",
+        weight_name=weights[0].name,
+        image_encoder_folder=str(folder / "image_encoder"),
+        local_files_only=True,
+    )
+    try:
+        pipeline.set_ip_adapter_scale(scale)
+        yield
+    finally:
+        pipeline.unload_ip_adapter()
