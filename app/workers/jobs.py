@@ -19,9 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.models import Generation, Mode, Status
 from app.db.models import Image as ImageRow
+from app.engine.inpaint import Outpaint
 from app.engine.registry import ModelRegistry
 from app.engine.runner import Cancelled, GenerationResult, GenerationSpec, StepProgress, run
+from app.engine.style import StyleReference
 from app.services import generations
+from app.services.imageio import to_mask
 from app.services.images import load_pil
 from app.services.metadata import png_text_chunks
 from app.services.storage import ImageStore
@@ -45,17 +48,21 @@ def preview_data_url(image: PILImage.Image) -> str:
     return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _load_image(store: ImageStore, session: Session, image_id: int | None) -> PILImage.Image | None:
+def _load_image(
+    store: ImageStore, session: Session, image_id: int | None, *, rgb: bool = True
+) -> PILImage.Image | None:
     if image_id is None:
         return None
     row = session.get(ImageRow, image_id)
     if row is None:
         raise ValueError(f"input image {image_id} no longer exists")
-    return load_pil(store, row).convert("RGB")
+    image = load_pil(store, row)
+    return image.convert("RGB") if rgb else image
 
 
 def spec_for(generation: Generation, session: Session, store: ImageStore) -> GenerationSpec:
-    mode = {Mode.TXT2IMG: "txt2img", Mode.INPAINT: "inpaint", Mode.STYLE: "txt2img"}[generation.mode]
+    """The engine's view of a generation row: plain values and decoded input images."""
+    params = dict(generation.params or {})
     spec = GenerationSpec(
         model=generation.model,
         prompt=generation.prompt,
@@ -67,15 +74,32 @@ def spec_for(generation: Generation, session: Session, store: ImageStore) -> Gen
         height=generation.height,
         n_images=generation.n_images,
         scheduler=generation.scheduler,
-        mode=mode,  # type: ignore[arg-type]
         strength=generation.strength,
-        extra=dict(generation.params or {}),
+        extra=params,
     )
     spec.init_image = _load_image(store, session, generation.source_image_id)
-    if spec.init_image is not None and mode == "txt2img":
+    if generation.mode == Mode.INPAINT:
+        spec.mode = "inpaint"
+        # Kept as stored: a mask's alpha (transparent = keep) counts too.
+        mask = _load_image(store, session, generation.mask_image_id, rgb=False)
+        spec.mask_image = to_mask(mask) if mask is not None else None
+        if spec.mask_image is None and spec.init_image is not None:
+            spec.mask_image = PILImage.new("L", spec.init_image.size, 0)
+        spec.mask_blur = float(params.get("mask_blur", 4.0))
+        if params.get("outpaint"):
+            spec.outpaint = Outpaint(**params["outpaint"])
+    elif spec.init_image is not None:
         spec.mode = "img2img"
-    mask = _load_image(store, session, generation.mask_image_id)
-    spec.mask_image = mask.convert("L") if mask is not None else None
+        spec.init_image = spec.init_image.resize((generation.width, generation.height), PILImage.Resampling.LANCZOS)
+    if generation.mode == Mode.STYLE:
+        weights = list(params.get("style_weights") or [1.0] * len(generation.style_image_ids))
+        spec.style_references = [
+            StyleReference(image=image, weight=float(weight))
+            for image_id, weight in zip(generation.style_image_ids, weights, strict=True)
+            if (image := _load_image(store, session, image_id)) is not None
+        ]
+        spec.style_strength = float(params.get("style_strength", 0.5))
+        spec.style_method = str(params.get("style_method", "shared-attention"))
     return spec
 
 

@@ -1,0 +1,53 @@
+"""The studio's other brushes: style reference and inpainting (outpainting included)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.deps import CurrentUser, DispatchDep, RegistryDep, SessionDep, SettingsDep
+from app.schemas import GenerationAccepted, InpaintRequest, StyleRequest
+from app.services import compose, generations
+
+router = APIRouter(tags=["generations"])
+
+
+def _accepted(generation_id: int, status: str, notes: list[str]) -> GenerationAccepted:
+    return GenerationAccepted(
+        id=generation_id,
+        status=status,
+        url=f"/api/generations/{generation_id}",
+        events_url=f"/api/generations/{generation_id}/events",
+        notes=notes,
+    )
+
+
+@router.post("/generate/style", status_code=202, response_model=GenerationAccepted)
+def generate_style(
+    body: StyleRequest,
+    session: SessionDep,
+    user: CurrentUser,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    dispatch: DispatchDep,
+) -> GenerationAccepted:
+    new = compose.style_generation(session, body, user=user, registry=registry, default_model=settings.default_model)
+    generation = generations.enqueue(session, owner=user, new=new)
+    dispatch(generation.id)
+    return _accepted(generation.id, generation.status.value, [])
+
+
+@router.post("/generate/inpaint", status_code=202, response_model=GenerationAccepted)
+def generate_inpaint(
+    body: InpaintRequest,
+    session: SessionDep,
+    user: CurrentUser,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    dispatch: DispatchDep,
+) -> GenerationAccepted:
+    new, notes = compose.inpaint_generation(
+        session, body, user=user, registry=registry, default_model=settings.default_model
+    )
+    generation = generations.enqueue(session, owner=user, new=new)
+    dispatch(generation.id)
+    return _accepted(generation.id, generation.status.value, notes)
