@@ -7,25 +7,37 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
+from app.api import admin as admin_api
+from app.api import auth as auth_api
+from app.api import brushes as brushes_api
+from app.api import feedback as feedback_api
+from app.api import galleries as galleries_api
 from app.api import generations as generations_api
 from app.api import images as images_api
+from app.api import lineage as lineage_api
 from app.api import models as models_api
+from app.api import parameters as parameters_api
+from app.api import sharing as sharing_api
 from app.config import Settings, get_settings
 from app.db.migrate import upgrade_database
 from app.db.session import make_engine, make_session_factory
+from app.deps import ApiCsrf, LoginRequired
 from app.engine.registry import ModelNotFound, ModelRegistry
+from app.gate import LoginGateMiddleware
 from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from app.services.errors import StudioError
 from app.services.storage import ImageStore
+from app.web import lineage as lineage_pages
 from app.web import pages, partials
 from app.workers.events import EventBus, MemoryEventBus, RedisEventBus
 from app.workers.jobs import JobContext
@@ -61,6 +73,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(item.get("loc", ())), "msg": str(item.get("msg", ""))} for item in error.errors()]
         return JSONResponse({"detail": _validation_message(error), "errors": errors}, status_code=422)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _: LoginRequired) -> Response:
+        # The JSON API says 401; a page sends the person to the login form and back afterwards.
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(
+                {"detail": "log in to do this"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        target = "/login?next=" + quote(request.url.path, safe="")
+        if request.headers.get("hx-request") == "true":
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -130,14 +154,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dispatch = dispatch
 
     _install_error_handlers(app)
+    if settings.auth_mode == "required":
+        # Added before SessionMiddleware, so it runs inside it and can read the session.
+        app.add_middleware(LoginGateMiddleware)
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, same_site="lax", https_only=False)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
-    app.include_router(generations_api.router, prefix="/api")
-    app.include_router(images_api.router, prefix="/api")
+    # ApiCsrf: cookie-session requests that change state must carry X-CSRF-Token (see app.deps.api_csrf).
+    app.include_router(auth_api.router, prefix="/api")
+    app.include_router(generations_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(brushes_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(images_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(lineage_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(parameters_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(galleries_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(sharing_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(feedback_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(admin_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(models_api.router, prefix="/api")
     app.include_router(models_api.health_router)
     app.include_router(pages.router)
     app.include_router(partials.router)
+    app.include_router(lineage_pages.router)
     return app
