@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
@@ -9,10 +10,11 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from app.config import Settings
-from app.db.models import User
+from app.config import LOOPBACK_HOSTS, Settings
+from app.db.models import Role, User
 from app.engine.registry import ModelRegistry
-from app.services import users
+from app.services import tokens, users
+from app.services.errors import NotFound
 from app.services.storage import ImageStore
 from app.workers.events import EventBus
 
@@ -61,14 +63,46 @@ DispatchDep = Annotated[Callable[[int], None], Depends(get_dispatch)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 
 
+class LoginRequired(Exception):
+    """No user behind a request that needs one; app.main answers 401 (JSON) or a redirect to /login (pages)."""
+
+
+AUTH_BEARER = "bearer"
+AUTH_SESSION = "session"
+AUTH_LOCAL = "local"
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
 def optional_user(request: Request, session: SessionDep, settings: SettingsDep) -> User | None:
-    """The signed-in user; in local mode, anyone without a session acts as the local artist."""
+    """Who the request acts for: a Bearer token, else the signed session, else (local mode) the local artist.
+
+    How it was decided is kept on ``request.state.auth`` (bearer, session, local or None): the
+    CSRF check depends on it.
+    """
+    request.state.auth = None
+    clear = _bearer(request)
+    if clear is not None:
+        user = tokens.resolve(session, clear)
+        if user is None:
+            # A script that sends a bad token is told so, never silently served as someone else.
+            raise HTTPException(
+                401, detail="the API token is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}
+            )
+        request.state.auth = AUTH_BEARER
+        return user
     user_id = request.session.get("user_id") if "session" in request.scope else None
     if user_id is not None:
         user = session.get(User, user_id)
         if user is not None:
+            request.state.auth = AUTH_SESSION
             return user
     if settings.auth_mode == "local":
+        request.state.auth = AUTH_LOCAL
         return users.ensure_local_user(session)
     return None
 
@@ -78,8 +112,66 @@ OptionalUser = Annotated[User | None, Depends(optional_user)]
 
 def current_user(user: OptionalUser) -> User:
     if user is None:
-        raise HTTPException(status_code=401, detail="log in to do this")
+        raise LoginRequired()
     return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    """An admin; anyone else is told the page does not exist (404, not 403)."""
+    if user.role != Role.ADMIN:
+        raise NotFound("not found")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_SESSION_KEY = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+
+def _is_loopback_host(host_header: str) -> bool:
+    host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    return host.strip("[]") in LOOPBACK_HOSTS
+
+
+def api_csrf(request: Request, user: OptionalUser, settings: SettingsDep) -> None:
+    """Refuse a state-changing JSON request that a browser could have been tricked into sending.
+
+    - Bearer requests need no token: a browser never attaches an Authorization header by itself.
+    - Requests authenticated by the session cookie need the session's token in X-CSRF-Token
+      (pages read it from ``<meta name="csrf-token">``; scripts from ``GET /api/auth/csrf``).
+    - The local artist (STUDIO_AUTH=local, no session user) has no cookie to ride on, but a page
+      on any website can still make the browser post to http://127.0.0.1:8000. So a request
+      without a token is let through only when the server is bound to loopback (nobody else can
+      reach it) and the request does not come from a browser: browsers send ``Origin`` (and
+      ``Sec-Fetch-Site``) on every cross-origin POST, PATCH and DELETE, scripts such as curl do
+      not. A browser request with a matching token is fine as well, if its Host is a loopback
+      name (a DNS-rebinding page would arrive with its own host name).
+    - Anonymous requests (required mode) carry no identity to abuse; the route refuses them.
+    """
+    if request.method in SAFE_METHODS:
+        return
+    auth = getattr(request.state, "auth", None)
+    if auth == AUTH_BEARER or user is None:
+        return
+    expected = request.session.get(CSRF_SESSION_KEY) if "session" in request.scope else None
+    given = request.headers.get(CSRF_HEADER)
+    token_ok = isinstance(expected, str) and isinstance(given, str) and hmac.compare_digest(expected, given)
+    if auth == AUTH_SESSION:
+        if token_ok:
+            return
+    elif auth == AUTH_LOCAL:
+        from_browser = "origin" in request.headers or "sec-fetch-site" in request.headers
+        loopback = settings.host in LOOPBACK_HOSTS
+        if loopback and not from_browser:
+            return
+        if loopback and token_ok and _is_loopback_host(request.headers.get("host", "")):
+            return
+    raise HTTPException(403, detail="missing or wrong CSRF token: send the X-CSRF-Token header (GET /api/auth/csrf)")
+
+
+ApiCsrf = Depends(api_csrf)

@@ -1,4 +1,4 @@
-"""Users: password hashing, creating artists, and the built-in local artist."""
+"""Users: password hashing, creating artists, logging in, and the built-in local artist."""
 
 from __future__ import annotations
 
@@ -33,6 +33,33 @@ def verify_password(password: str, password_hash: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def authenticate(session: Session, *, username: str, password: str) -> User | None:
+    """The user whose password this is, or None; an unknown name costs as much time as a wrong password."""
+    user = get_by_username(session, username.strip())
+    if user is None:
+        verify_password(password, _dummy_hash())
+        return None
+    if not verify_password(password, user.password_hash):
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+        session.commit()
+    return user
+
+
+_DUMMY_HASH: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(hash_password(secrets.token_urlsafe(16)))
+    return _DUMMY_HASH[0]
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.id)))
 
 
 def get_by_username(session: Session, username: str) -> User | None:
