@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 
 from PIL import Image as PILImage
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Image, ImageKind, Role, User
+from app.db.models import Gallery, GalleryItem, Image, ImageKind, Role, User, Visibility
 from app.services.errors import NotFound
 from app.services.imageio import decode_upload
 from app.services.storage import ImageStore
+
+# Galleries whose images any signed-in user may open by id (private ones only through a share link).
+LISTED_TO_USERS = (Visibility.PUBLIC, Visibility.UNLISTED)
 
 
 def create_upload(
@@ -41,21 +45,42 @@ def create_upload(
     return image
 
 
-def can_see(image: Image, user: User | None) -> bool:
-    """Whether ``user`` may see ``image``: its owner, or an admin.
+def _in_visible_gallery(session: Session, image_id: int) -> bool:
+    stmt = (
+        select(GalleryItem.image_id)
+        .join(Gallery, Gallery.id == GalleryItem.gallery_id)
+        .where(GalleryItem.image_id == image_id, Gallery.visibility.in_(LISTED_TO_USERS))
+        .limit(1)
+    )
+    return session.scalar(stmt) is not None
 
-    Share links and public galleries widen this later; they belong here, in this one predicate,
-    so every route that shows an image asks the same question.
+
+def can_see(session: Session, image: Image, user: User | None) -> bool:
+    """Whether ``user`` may see ``image`` by its id: its owner, an admin, or any signed-in user when
+    the image sits in a public or unlisted gallery.
+
+    Share links open images through their own routes (``/s/{token}/images/...``, checked by
+    app.services.sharing), so an id alone never reaches a private image.
     """
     if user is None:
         return False
-    return user.role == Role.ADMIN or image.user_id == user.id
+    if user.role == Role.ADMIN or image.user_id == user.id:
+        return True
+    return _in_visible_gallery(session, image.id)
 
 
 def get_visible(session: Session, *, image_id: int, user: User | None) -> Image:
     """The image, when ``user`` may see it; otherwise NotFound, so ids leak nothing."""
     image = session.get(Image, image_id)
-    if image is None or not can_see(image, user):
+    if image is None or not can_see(session, image, user):
+        raise NotFound(f"image {image_id} not found")
+    return image
+
+
+def get_owned(session: Session, *, image_id: int, user: User) -> Image:
+    """The image, when ``user`` owns it (or is an admin): what may go into their galleries."""
+    image = session.get(Image, image_id)
+    if image is None or not (user.role == Role.ADMIN or image.user_id == user.id):
         raise NotFound(f"image {image_id} not found")
     return image
 
