@@ -32,13 +32,15 @@ SCHEDULER_TO_SAMPLER: dict[str, str] = {
     "euler": "Euler",
     "euler-a": "Euler a",
     "dpm++-2m": "DPM++ 2M",
+    "dpm++-2m-karras": "DPM++ 2M Karras",
     "unipc": "UniPC",
     "pndm": "PLMS",
     "ddpm": "DDPM",
 }
 SAMPLER_TO_SCHEDULER: dict[str, str] = {sampler.lower(): name for name, sampler in SCHEDULER_TO_SAMPLER.items()}
-# Older A1111 versions folded the noise schedule into the sampler name ("DPM++ 2M Karras"); the
-# schedule is not a separate sampler, so the suffix is dropped before looking the name up.
+# Older A1111 versions folded the noise schedule into the sampler name ("DPM++ 2M Karras"). A name
+# we have a scheduler for (DPM++ 2M Karras) maps to it; otherwise the schedule suffix is dropped
+# before looking the sampler up.
 _SCHEDULE_SUFFIXES = (" karras", " exponential", " sgm uniform", " polyexponential")
 # Names from A1111's k-diffusion aliases and other front ends that mean the same samplers.
 _SAMPLER_ALIASES = {
@@ -71,6 +73,8 @@ def scheduler_to_sampler(scheduler: str) -> str:
 def sampler_to_scheduler(sampler: str) -> str | None:
     """Our scheduler name for an A1111 sampler name ("Euler a", "DPM++ 2M Karras"), or None."""
     name = sampler.strip().lower()
+    if name in SAMPLER_TO_SCHEDULER:
+        return SAMPLER_TO_SCHEDULER[name]
     for suffix in _SCHEDULE_SUFFIXES:
         if name.endswith(suffix):
             name = name[: -len(suffix)]

@@ -208,7 +208,7 @@ def test_an_a1111_png_is_read_through_its_parameters_chunk(compressed: bool) -> 
     params = read_png_parameters(data)
 
     assert params["guidance"] == 7.0
-    assert params["scheduler"] == "dpm++-2m"
+    assert params["scheduler"] == "dpm++-2m-karras"
     assert params["sampler"] == "DPM++ 2M Karras"
     assert params["seed"] == 3735928559
     assert params["Hires upscale"] == "2"
@@ -232,6 +232,7 @@ def test_a_png_without_parameters_reads_as_empty_and_a_jpeg_is_refused() -> None
         ("euler", "Euler"),
         ("euler-a", "Euler a"),
         ("dpm++-2m", "DPM++ 2M"),
+        ("dpm++-2m-karras", "DPM++ 2M Karras"),
         ("unipc", "UniPC"),
         ("pndm", "PLMS"),
         ("ddpm", "DDPM"),
@@ -243,13 +244,24 @@ def test_scheduler_and_sampler_names_map_both_ways(scheduler: str, sampler: str)
 
 
 def test_every_scheduler_has_a_sampler_name() -> None:
-    assert set(SCHEDULER_TO_SAMPLER) == {"ddim", "euler", "euler-a", "dpm++-2m", "unipc", "pndm", "ddpm"}
+    assert set(SCHEDULER_TO_SAMPLER) == {
+        "ddim",
+        "euler",
+        "euler-a",
+        "dpm++-2m",
+        "dpm++-2m-karras",
+        "unipc",
+        "pndm",
+        "ddpm",
+    }
 
 
 @pytest.mark.parametrize(
     ("sampler", "scheduler"),
     [
-        ("DPM++ 2M Karras", "dpm++-2m"),
+        ("DPM++ 2M Karras", "dpm++-2m-karras"),
+        ("DPM++ 2M SDE Karras", None),
+        ("DDIM Karras", "ddim"),
         ("euler A", "euler-a"),
         ("k_euler_a", "euler-a"),
         ("Euler", "euler"),

@@ -1,0 +1,205 @@
+"""Lineage pages: a picture's tree of steps, comparing 2-4 generations, grids, and the vary/grid forms."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from app.db.models import Generation, User
+from app.deps import CurrentUser, DispatchDep, SessionDep, TemplatesDep
+from app.services import explore, generations, lineage
+from app.services.errors import InvalidInput, NotFound, StudioError
+from app.services.generations import MAX_SEED
+from app.services.steps import ACTION_KEY, Action, action_of
+from app.web.forms import FormFields, check_csrf, csrf_token
+from app.web.pages import not_found
+
+router = APIRouter(include_in_schema=False)
+
+COMPARE_MIN, COMPARE_MAX = 2, 4
+# The rows of the compare table: label and how to read the value from a generation.
+COMPARE_ROWS: tuple[tuple[str, str], ...] = (
+    ("Step", "action"),
+    ("Negative prompt", "negative_prompt"),
+    ("Mode", "mode"),
+    ("Model", "model"),
+    ("Scheduler", "scheduler"),
+    ("Seed", "seed"),
+    ("Steps", "steps"),
+    ("Guidance", "guidance"),
+    ("Size", "size"),
+    ("Strength", "strength"),
+    ("Status", "status"),
+)
+
+
+def _compare_value(generation: Generation, key: str) -> str:
+    if key == "action":
+        action = action_of(generation)
+        return action.value if action else "first"
+    values: dict[str, Any] = {
+        "negative_prompt": generation.negative_prompt or "—",
+        "mode": generation.mode.value,
+        "model": generation.model,
+        "scheduler": generation.scheduler,
+        "seed": generation.seed,
+        "steps": generation.steps,
+        "guidance": f"{generation.guidance:g}",
+        "size": f"{generation.width}×{generation.height}",
+        "strength": "—" if generation.strength is None else f"{generation.strength:g}",
+        "status": generation.status.value,
+    }
+    return str(values[key])
+
+
+def parse_ids(values: list[str]) -> list[int]:
+    """``ids=1,2,3`` or ``ids=1&ids=2``: distinct ids in the order given."""
+    ids: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not part.isdigit():
+                raise InvalidInput(f"ids must be generation numbers separated by commas (got {part!r})")
+            if int(part) not in ids:
+                ids.append(int(part))
+    if not COMPARE_MIN <= len(ids) <= COMPARE_MAX:
+        raise InvalidInput(f"pick between {COMPARE_MIN} and {COMPARE_MAX} generations to compare (got {len(ids)})")
+    return ids
+
+
+def compare_context(session: Session, *, user: User, ids: list[int]) -> dict[str, Any]:
+    columns = [generations.get_visible(session, generation_id=generation_id, user=user) for generation_id in ids]
+    first = columns[0]
+    rows = []
+    for label, key in COMPARE_ROWS:
+        values = [_compare_value(generation, key) for generation in columns]
+        rows.append({"label": label, "values": values, "differs": len(set(values)) > 1})
+    prompt_diffs = [None] + [lineage.prompt_diff(first.prompt, generation.prompt) for generation in columns[1:]]
+    first_images = [generation.images[0] if generation.images else None for generation in columns]
+    return {
+        "columns": columns,
+        "rows": rows,
+        "prompt_diffs": prompt_diffs,
+        "prompt_differs": len({generation.prompt for generation in columns}) > 1,
+        "first_images": first_images,
+        "image_ids": [image.id for image in first_images if image is not None],
+    }
+
+
+@router.get("/generations/{generation_id}/lineage", response_class=HTMLResponse)
+def lineage_page(
+    generation_id: int, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
+) -> HTMLResponse:
+    try:
+        tree = lineage.build_lineage(session, generation_id=generation_id, user=user)
+    except NotFound as error:
+        return not_found(request, templates, error.message)
+    context = {"user": user, "tree": tree, "csrf_token": csrf_token(request), "active": ""}
+    return templates.TemplateResponse(request, "pages/lineage.html", context)
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    templates: TemplatesDep,
+    ids: Annotated[list[str], Query(max_length=200)] = [],  # noqa: B006 - FastAPI copies query defaults
+) -> HTMLResponse:
+    """2 to 4 generations side by side; a missing, unseen or wrong number of ids answers 404."""
+    try:
+        context = compare_context(session, user=user, ids=parse_ids(ids))
+    except StudioError as error:
+        return not_found(request, templates, error.message)
+    context.update(user=user, csrf_token=csrf_token(request), active="")
+    return templates.TemplateResponse(request, "pages/compare.html", context)
+
+
+@router.get("/batches/{batch}", response_class=HTMLResponse)
+def batch_page(
+    batch: str, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
+) -> HTMLResponse:
+    cells = explore.batch_cells(session, batch=batch, user=user)
+    if not cells:
+        return not_found(request, templates, f"grid {batch} not found")
+    info = explore.batch_info(cells[0]) or {}
+    context = {
+        "user": user,
+        "batch": batch,
+        "kind": info.get("kind"),
+        "cells": [{"generation": cell, "info": explore.batch_info(cell)} for cell in cells],
+        "compare_ids": ",".join(str(cell.id) for cell in cells[:COMPARE_MAX]),
+        "csrf_token": csrf_token(request),
+        "active": "",
+    }
+    return templates.TemplateResponse(request, "pages/batch.html", context)
+
+
+def _form_error(request: Request, templates: TemplatesDep, error: StudioError) -> HTMLResponse:
+    context = {"message": error.message, "csrf_token": csrf_token(request), "active": ""}
+    return templates.TemplateResponse(request, "pages/not_found.html", context, status_code=error.status_code)
+
+
+@router.post("/partials/generations/{generation_id}/vary")
+def vary_form(
+    generation_id: int,
+    request: Request,
+    fields: FormFields,
+    session: SessionDep,
+    user: CurrentUser,
+    dispatch: DispatchDep,
+    templates: TemplatesDep,
+) -> Response:
+    """The generation page's Vary button: a new seed, then the new generation's page."""
+    try:
+        check_csrf(request, fields)
+        generation = explore.vary(session, owner=user, generation_id=generation_id)
+    except StudioError as error:
+        return _form_error(request, templates, error)
+    dispatch(generation.id)
+    return RedirectResponse(f"/generations/{generation.id}", status_code=303)
+
+
+@router.post("/partials/generations/{generation_id}/grid")
+def grid_form(
+    generation_id: int,
+    request: Request,
+    fields: FormFields,
+    session: SessionDep,
+    user: CurrentUser,
+    dispatch: DispatchDep,
+    templates: TemplatesDep,
+) -> Response:
+    """The generation page's explorer: a seed grid or a prompt matrix from its parameters."""
+    try:
+        check_csrf(request, fields)
+        original = generations.get_visible(session, generation_id=generation_id, user=user)
+        # Every cell is a step from the original, so the grid shows up in its lineage too.
+        base = replace(explore.as_new(original), parent_id=original.id)
+        if fields.get("kind") == "matrix":
+            alternatives = [part for part in str(fields.get("alternatives", "")).split(",") if part.strip()]
+            batch, cells = explore.prompt_matrix(
+                session,
+                owner=user,
+                base=base,
+                replace_text=str(fields.get("replace", "")).strip(),
+                alternatives=alternatives[: explore.MAX_CELLS - 1],
+            )
+        else:
+            count = str(fields.get("count", "4")).strip()
+            if not count.isdigit():
+                raise InvalidInput(f"the number of seeds must be a whole number (got {count!r})")
+            base.params = {**base.params, ACTION_KEY: Action.VARY.value}
+            first_seed = (original.seed + 1) % (MAX_SEED + 1)
+            batch, cells = explore.seed_grid(session, owner=user, base=base, count=int(count), first_seed=first_seed)
+    except StudioError as error:
+        return _form_error(request, templates, error)
+    for cell in cells:
+        dispatch(cell.id)
+    return RedirectResponse(f"/batches/{batch}", status_code=303)
