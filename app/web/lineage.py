@@ -79,7 +79,7 @@ def compare_context(session: Session, *, user: User, ids: list[int]) -> dict[str
     rows = []
     for label, key in COMPARE_ROWS:
         values = [_compare_value(generation, key) for generation in columns]
-        rows.append({"label": label, "values": values, "differs": len(set(values)) > 1})
+        rows.append({"label": label, "cells": values, "differs": len(set(values)) > 1})
     prompt_diffs = [None] + [lineage.prompt_diff(first.prompt, generation.prompt) for generation in columns[1:]]
     first_images = [generation.images[0] if generation.images else None for generation in columns]
     return {
