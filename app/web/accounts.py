@@ -1,0 +1,121 @@
+"""Account pages: the login and register forms, logging out, and the admin page."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.api.auth import start_session
+from app.db.models import Role
+from app.deps import AdminUser, SessionDep, TemplatesDep
+from app.services import admin, users
+from app.services.errors import StudioError
+from app.web.forms import FormFields, check_csrf, csrf_token
+
+router = APIRouter(include_in_schema=False)
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: a login link must not bounce anyone to another origin."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else "/"
+
+
+def _render(
+    request: Request, templates: TemplatesDep, name: str, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    context.setdefault("active", "")
+    context["csrf_token"] = csrf_token(request)
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(
+    request: Request,
+    templates: TemplatesDep,
+    next_path: Annotated[str | None, Query(alias="next", max_length=2000)] = None,
+) -> HTMLResponse:
+    return _render(request, templates, "pages/login.html", next=safe_next(next_path), error=None, username="")
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, fields: FormFields, session: SessionDep, templates: TemplatesDep) -> Response:
+    target = safe_next(fields.get("next"))
+    username = str(fields.get("username", ""))
+    try:
+        check_csrf(request, fields)
+    except StudioError as error:
+        return _render(
+            request, templates, "pages/login.html", status_code=403, next=target, error=error.message, username=username
+        )
+    user = users.authenticate(session, username=username, password=str(fields.get("password", "")))
+    if user is None:
+        return _render(
+            request,
+            templates,
+            "pages/login.html",
+            status_code=401,
+            next=target,
+            error="wrong username or password",
+            username=username,
+        )
+    start_session(request, user)
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/register", response_class=HTMLResponse)
+def register_page(request: Request, templates: TemplatesDep) -> HTMLResponse:
+    return _render(request, templates, "pages/register.html", error=None, username="")
+
+
+@router.post("/register", response_class=HTMLResponse)
+def register(request: Request, fields: FormFields, session: SessionDep, templates: TemplatesDep) -> Response:
+    username = str(fields.get("username", ""))
+    password = str(fields.get("password", ""))
+    try:
+        check_csrf(request, fields)
+        if password != fields.get("password_again", password):
+            raise StudioError("the two passwords differ; type the same password twice")
+        user = users.create_user(session, username=username, password=password)
+    except StudioError as error:
+        return _render(
+            request, templates, "pages/register.html", status_code=422, error=error.message, username=username
+        )
+    start_session(request, user)
+    return RedirectResponse("/", status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, fields: FormFields) -> Response:
+    check_csrf(request, fields)
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin_page(request: Request, session: SessionDep, user: AdminUser, templates: TemplatesDep) -> HTMLResponse:
+    return _render(
+        request,
+        templates,
+        "pages/admin.html",
+        user=user,
+        accounts=admin.accounts(session),
+        queue=admin.queue(session),
+        roles=[role.value for role in Role],
+        active="admin",
+    )
+
+
+@router.post("/admin/users/{user_id}/role")
+def set_role(user_id: int, request: Request, fields: FormFields, session: SessionDep, actor: AdminUser) -> Response:
+    check_csrf(request, fields)
+    role = fields.get("role")
+    if role not in {r.value for r in Role}:
+        raise StudioError(f"role must be admin or artist (got {role!r})")
+    admin.set_role(session, actor=actor, user_id=user_id, role=Role(role))
+    return RedirectResponse("/admin", status_code=303)

@@ -1,0 +1,398 @@
+"""Gallery pages: my galleries, a gallery, explore, the share view at /s/{token}, feedback and A/B picks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from app.api.galleries import zip_response
+from app.db.models import Gallery, Image, ImageKind, Role, User, Visibility
+from app.deps import CurrentUser, SessionDep, StoreDep, TemplatesDep
+from app.services import feedback, galleries, generations, sharing
+from app.services.errors import InvalidInput, NotFound
+from app.web.forms import FormFields, check_csrf, csrf_token
+
+router = APIRouter(include_in_schema=False)
+
+SortName = Literal["position", "rating", "newest"]
+VISIBILITIES = [item.value for item in Visibility]
+ADDABLE = 24
+# Shared images are public to whoever holds the link; a day of caching spares the store.
+_SHARED = {"Cache-Control": "public, max-age=86400", "Content-Disposition": "inline"}
+
+
+def _render(
+    request: Request, templates: TemplatesDep, name: str, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    context.setdefault("active", "")
+    context["csrf_token"] = csrf_token(request)
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def _not_found(request: Request, templates: TemplatesDep, message: str) -> HTMLResponse:
+    return _render(request, templates, "pages/not_found.html", status_code=404, message=message)
+
+
+def _back(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def _rating(value: Any) -> int | None:
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() and 1 <= int(text) <= 5 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# My galleries and explore
+
+
+@router.get("/galleries", response_class=HTMLResponse)
+def my_galleries(request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep) -> HTMLResponse:
+    rows = galleries.list_owned(session, owner=user)
+    covers = {gallery.id: galleries.cover(gallery) for gallery in rows}
+    return _render(
+        request,
+        templates,
+        "pages/galleries.html",
+        user=user,
+        galleries=rows,
+        covers=covers,
+        visibilities=VISIBILITIES,
+        active="galleries",
+    )
+
+
+@router.post("/galleries")
+def create_gallery(request: Request, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
+    check_csrf(request, fields)
+    gallery = galleries.create(
+        session,
+        owner=user,
+        title=str(fields.get("title", "")),
+        description=str(fields.get("description", "")),
+        visibility=str(fields.get("visibility", "private")),
+    )
+    return _back(f"/galleries/{gallery.id}")
+
+
+@router.get("/explore", response_class=HTMLResponse)
+def explore(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    templates: TemplatesDep,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+) -> HTMLResponse:
+    rows, next_cursor = galleries.list_public(session, cursor=cursor)
+    owners = {u.id: u.username for u in session.scalars(select(User).where(User.id.in_({g.owner_id for g in rows})))}
+    return _render(
+        request,
+        templates,
+        "pages/explore.html",
+        user=user,
+        galleries=rows,
+        covers={gallery.id: galleries.cover(gallery) for gallery in rows},
+        owners=owners,
+        next_cursor=next_cursor,
+        active="explore",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# One gallery
+
+
+@router.get("/galleries/{gallery_id}", response_class=HTMLResponse)
+def gallery_page(
+    gallery_id: int,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    templates: TemplatesDep,
+    sort: Annotated[SortName, Query()] = "position",
+    min_rating: Annotated[str | None, Query(max_length=1)] = None,
+) -> HTMLResponse:
+    try:
+        gallery = galleries.get_visible(session, gallery_id=gallery_id, user=user)
+    except NotFound as error:
+        return _not_found(request, templates, error.message)
+    minimum = _rating(min_rating)
+    shown = galleries.shown_items(session, gallery, viewer=user, sort=sort, min_rating=minimum)
+    owner = session.get(User, gallery.owner_id)
+    is_owner = gallery.owner_id == user.id or user.role == Role.ADMIN
+    addable: list[Image] = []
+    if is_owner:
+        present = {item.image_id for item in gallery.items}
+        stmt = (
+            select(Image)
+            .where(Image.user_id == gallery.owner_id, Image.kind == ImageKind.OUTPUT)
+            .order_by(Image.id.desc())
+            .limit(ADDABLE + len(present))
+        )
+        addable = [image for image in session.scalars(stmt) if image.id not in present][:ADDABLE]
+    links = sharing.links_for(session, gallery=gallery) if is_owner else []
+    cover = galleries.cover(gallery)
+    return _render(
+        request,
+        templates,
+        "pages/gallery.html",
+        user=user,
+        gallery=gallery,
+        owner=owner,
+        shown=shown,
+        mine=feedback.for_user(session, user=user, image_ids=[entry.image.id for entry in shown]),
+        is_owner=is_owner,
+        addable=addable,
+        links=links,
+        base_url=str(request.base_url).rstrip("/"),
+        cover=cover,
+        sort=sort,
+        min_rating=minimum,
+        visibilities=VISIBILITIES,
+        active="galleries",
+    )
+
+
+def _owned(session: SessionDep, gallery_id: int, user: User) -> Gallery:
+    return galleries.get_owned(session, gallery_id=gallery_id, user=user)
+
+
+@router.post("/galleries/{gallery_id}/edit")
+def edit_gallery(
+    gallery_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser
+) -> Response:
+    check_csrf(request, fields)
+    gallery = _owned(session, gallery_id, user)
+    galleries.update(
+        session,
+        gallery,
+        title=fields.get("title"),
+        description=fields.get("description"),
+        visibility=fields.get("visibility"),
+    )
+    return _back(f"/galleries/{gallery.id}")
+
+
+@router.post("/galleries/{gallery_id}/delete")
+def delete_gallery(
+    gallery_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser
+) -> Response:
+    check_csrf(request, fields)
+    galleries.delete(session, _owned(session, gallery_id, user))
+    return _back("/galleries")
+
+
+@router.post("/galleries/{gallery_id}/items")
+def add_item(gallery_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
+    check_csrf(request, fields)
+    gallery = _owned(session, gallery_id, user)
+    image_id = str(fields.get("image_id", ""))
+    if not image_id.isdigit():
+        raise InvalidInput("choose an image to add")
+    galleries.add_item(session, gallery, user=user, image_id=int(image_id), caption=str(fields.get("caption", "")))
+    return _back(f"/galleries/{gallery.id}")
+
+
+@router.post("/galleries/{gallery_id}/items/{image_id}")
+def change_item(
+    gallery_id: int, image_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser
+) -> Response:
+    """One form per item; its ``action`` button says what to do: caption, cover, up, down or remove."""
+    check_csrf(request, fields)
+    gallery = _owned(session, gallery_id, user)
+    action = fields.get("action")
+    if action == "caption":
+        galleries.set_caption(session, gallery, image_id=image_id, caption=str(fields.get("caption", "")))
+    elif action == "cover":
+        galleries.update(session, gallery, cover_image_id=image_id)
+    elif action == "remove":
+        galleries.remove_item(session, gallery, image_id=image_id)
+    elif action in ("up", "down"):
+        order = [item.image_id for item in gallery.items]
+        galleries.get_item(gallery, image_id=image_id)
+        index = order.index(image_id)
+        other = index - 1 if action == "up" else index + 1
+        if 0 <= other < len(order):
+            order[index], order[other] = order[other], order[index]
+            galleries.reorder(session, gallery, image_ids=order)
+    else:
+        raise InvalidInput(f"unknown action {action!r}: caption, cover, up, down or remove")
+    return _back(f"/galleries/{gallery.id}#item-{image_id}")
+
+
+@router.get("/galleries/{gallery_id}/download")
+def download(gallery_id: int, session: SessionDep, user: CurrentUser, store: StoreDep) -> Response:
+    return zip_response(store, galleries.get_visible(session, gallery_id=gallery_id, user=user))
+
+
+@router.post("/galleries/{gallery_id}/share")
+def share_gallery(
+    gallery_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser
+) -> Response:
+    check_csrf(request, fields)
+    gallery = _owned(session, gallery_id, user)
+    hours = str(fields.get("expires_in_hours", "")).strip()
+    expires_in = timedelta(hours=int(hours)) if hours.isdigit() and int(hours) > 0 else None
+    sharing.share_gallery(session, gallery=gallery, user=user, expires_in=expires_in)
+    return _back(f"/galleries/{gallery.id}?shared=1#share")
+
+
+@router.post("/generations/{generation_id}/share")
+def share_generation(
+    generation_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser
+) -> Response:
+    check_csrf(request, fields)
+    generation = generations.get_visible(session, generation_id=generation_id, user=user)
+    link = sharing.share_generation(session, generation=generation, user=user)
+    return _back(f"/s/{link.token}")
+
+
+@router.post("/share/{token}/revoke")
+def revoke_link(token: str, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
+    check_csrf(request, fields)
+    link = sharing.revoke(session, token=token, user=user)
+    return _back(f"/galleries/{link.gallery_id}#share" if link.gallery_id else f"/generations/{link.generation_id}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Feedback and A/B picks
+
+
+@router.post("/images/{image_id}/feedback", response_class=HTMLResponse)
+def give_feedback(
+    image_id: int,
+    request: Request,
+    fields: FormFields,
+    session: SessionDep,
+    user: CurrentUser,
+    templates: TemplatesDep,
+) -> Response:
+    """The rating stars, like button and comment box post here; htmx gets the refreshed widget back."""
+    check_csrf(request, fields)
+    rating = _rating(fields.get("rating"))
+    liked = {"true": True, "false": False}.get(str(fields.get("liked", "")))
+    comment = fields.get("comment")
+    row = feedback.give(
+        session,
+        user=user,
+        image_id=image_id,
+        rating=rating,
+        liked=liked,
+        comment=str(comment) if comment is not None else None,
+    )
+    if request.headers.get("hx-request") == "true":
+        return templates.TemplateResponse(
+            request,
+            "partials/feedback.html",
+            {"image_id": image_id, "mine": row, "csrf_token": csrf_token(request)},
+        )
+    return _back(safe_back(request, fields))
+
+
+def safe_back(request: Request, fields: dict[str, Any]) -> str:
+    back = str(fields.get("back", ""))
+    return back if back.startswith("/") and not back.startswith("//") else "/"
+
+
+@router.get("/pick", response_class=HTMLResponse)
+def pick_page(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    templates: TemplatesDep,
+    generation: Annotated[int, Query(ge=1)],
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+) -> HTMLResponse:
+    """ "Which is better?": two images of one prompt or lineage, side by side."""
+    try:
+        source = generations.get_visible(session, generation_id=generation, user=user)
+    except NotFound as error:
+        return _not_found(request, templates, error.message)
+    candidates = feedback.pair_candidates(session, user=user, generation=source)
+    pairs = [(a, b) for i, a in enumerate(candidates) for b in candidates[i + 1 :]]
+    pair = pairs[offset % len(pairs)] if pairs else None
+    return _render(
+        request,
+        templates,
+        "pages/pick.html",
+        user=user,
+        generation=source,
+        pair=pair,
+        next_offset=offset + 1,
+    )
+
+
+@router.post("/pick")
+def pick(request: Request, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
+    check_csrf(request, fields)
+    winner, loser = str(fields.get("winner", "")), str(fields.get("loser", ""))
+    if not (winner.isdigit() and loser.isdigit()):
+        raise InvalidInput("pick one of the two images")
+    feedback.record_preference(session, user=user, winner_image_id=int(winner), loser_image_id=int(loser))
+    generation, offset = str(fields.get("generation", "")), str(fields.get("next_offset", "0"))
+    if generation.isdigit() and offset.isdigit():
+        return _back(f"/pick?generation={generation}&offset={offset}")
+    return _back("/history")
+
+
+# ---------------------------------------------------------------------------------------------
+# The share view: everything under /s/ opens to anyone holding a live token, logged in or not.
+
+
+@router.get("/s/{token}", response_class=HTMLResponse)
+def shared(token: str, request: Request, session: SessionDep, templates: TemplatesDep) -> HTMLResponse:
+    try:
+        link = sharing.resolve(session, token)
+    except NotFound as error:
+        return _not_found(request, templates, error.message)
+    gallery = sharing.shared_gallery(session, link)
+    generation = sharing.shared_generation(session, link)
+    shown = sharing.shared_images(session, link)
+    captions = {item.image_id: item.caption for item in gallery.items} if gallery else {}
+    if gallery is not None:
+        title, description = gallery.title, gallery.description
+        first = galleries.cover(gallery)
+    else:
+        assert generation is not None
+        title, description = generation.prompt[:120], f"Painted with {generation.model}, seed {generation.seed}"
+        first = shown[0] if shown else None
+    base = str(request.base_url).rstrip("/")
+    return _render(
+        request,
+        templates,
+        "pages/share.html",
+        link=link,
+        gallery=gallery,
+        generation=generation,
+        images=shown,
+        captions=captions,
+        title=title,
+        description=description or f"{len(shown)} paintings",
+        page_url=f"{base}/s/{link.token}",
+        og_image=f"{base}/s/{link.token}/images/{first.id}" if first else None,
+        og_image_size=(first.width, first.height) if first else None,
+    )
+
+
+@router.get("/s/{token}/images/{image_id}")
+def shared_image(token: str, image_id: int, session: SessionDep, store: StoreDep) -> FileResponse:
+    image = sharing.shared_image(session, sharing.resolve(session, token), image_id=image_id)
+    return FileResponse(store.path(image.sha256), media_type="image/png", headers=_SHARED)
+
+
+@router.get("/s/{token}/images/{image_id}/thumb")
+def shared_thumbnail(token: str, image_id: int, session: SessionDep, store: StoreDep) -> FileResponse:
+    image = sharing.shared_image(session, sharing.resolve(session, token), image_id=image_id)
+    return FileResponse(store.thumbnail_path(image.sha256), media_type="image/webp", headers=_SHARED)
+
+
+@router.get("/s/{token}/download")
+def shared_download(token: str, session: SessionDep, store: StoreDep) -> Response:
+    gallery = sharing.shared_gallery(session, sharing.resolve(session, token))
+    if gallery is None:
+        raise NotFound("only a shared gallery downloads as a ZIP")
+    return zip_response(store, gallery)

@@ -1,0 +1,67 @@
+// Galleries: the lightbox, dialogs opened by buttons, copy-to-clipboard, and confirm-before-submit.
+(function () {
+  "use strict";
+
+  function openLightbox(link) {
+    var box = document.getElementById("lightbox");
+    if (!box || typeof box.showModal !== "function") return false;
+    var image = box.querySelector(".lightbox-image");
+    var caption = box.querySelector(".lightbox-caption");
+    image.src = link.getAttribute("data-lightbox");
+    image.alt = link.getAttribute("data-caption") || "Painting";
+    caption.textContent = link.getAttribute("data-caption") || "";
+    box.showModal();
+    return true;
+  }
+
+  function copy(button) {
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    if (!field) return;
+    var done = function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(field.value).then(done, function () { field.select(); });
+    } else {
+      field.select();
+      try { document.execCommand("copy"); done(); } catch (e) { /* the text stays selected to copy by hand */ }
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target instanceof Element ? event.target : null;
+    if (!target) return;
+    var link = target.closest("[data-lightbox]");
+    if (link && !event.ctrlKey && !event.metaKey && !event.shiftKey && openLightbox(link)) {
+      event.preventDefault();
+      return;
+    }
+    var opener = target.closest("[data-open-dialog]");
+    if (opener) {
+      var dialog = document.getElementById(opener.getAttribute("data-open-dialog"));
+      if (dialog && typeof dialog.showModal === "function") dialog.showModal();
+      return;
+    }
+    var copier = target.closest("[data-copy]");
+    if (copier) copy(copier);
+    var box = document.getElementById("lightbox");
+    if (box && target === box) box.close();
+  });
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form instanceof HTMLFormElement && form.hasAttribute("data-confirm") && !window.confirm(form.getAttribute("data-confirm"))) {
+      event.preventDefault();
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    // A gallery page reached right after making a link opens its share dialog again.
+    if (window.location.search.indexOf("shared=1") !== -1) {
+      var dialog = document.getElementById("share-dialog");
+      if (dialog && typeof dialog.showModal === "function") dialog.showModal();
+    }
+  });
+})();
