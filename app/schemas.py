@@ -152,6 +152,7 @@ class GenerationOut(BaseModel):
     images: list[ImageOut]
     error: str | None
     queue_position: int | None
+    estimated_wait_s: float | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

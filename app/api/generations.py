@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from app.db.models import Generation, Mode, Status, User
 from app.deps import BusDep, CurrentUser, DispatchDep, RegistryDep, SessionDep, SettingsDep
 from app.schemas import GenerationAccepted, GenerationOut, GenerationPage, ImageOut, PromptRequest
-from app.services import generations
+from app.services import estimates, generations
 from app.services.compose import new_generation
 
 router = APIRouter(tags=["generations"])
@@ -32,6 +32,7 @@ def generation_out(session: Session, generation: Generation) -> GenerationOut:
         )
         for image in generation.images
     ]
+    position = generations.queue_position(session, generation)
     return GenerationOut(
         id=generation.id,
         status=generation.status.value,
@@ -50,7 +51,8 @@ def generation_out(session: Session, generation: Generation) -> GenerationOut:
         parent_id=generation.parent_id,
         images=images,
         error=generation.error,
-        queue_position=generations.queue_position(session, generation),
+        queue_position=position,
+        estimated_wait_s=estimates.wait_seconds(session, generation, queue_position=position),
         created_at=generation.created_at,
         started_at=generation.started_at,
         finished_at=generation.finished_at,

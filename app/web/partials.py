@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode
 from app.deps import BusDep, CurrentUser, DispatchDep, RegistryDep, SessionDep, SettingsDep, TemplatesDep
-from app.services import generations
+from app.services import estimates, generations
 from app.services.compose import new_generation
 from app.services.errors import Conflict, StudioError
 from app.web.forms import FormFields, StudioForm, check_csrf, csrf_token, parse_prompt_form
@@ -26,10 +26,12 @@ def is_htmx(request: Request) -> bool:
 def card_response(
     request: Request, templates: TemplatesDep, session: Session, generation: Generation, *, clear_errors: bool = False
 ) -> HTMLResponse:
+    queue_position = generations.queue_position(session, generation)
     context = {
         "generation": generation,
         "images": generation.images,
-        "queue_position": generations.queue_position(session, generation),
+        "queue_position": queue_position,
+        "wait_estimate": estimates.describe(estimates.wait_seconds(session, generation, queue_position=queue_position)),
         "clear_errors": clear_errors,
         "csrf_token": csrf_token(request),
     }

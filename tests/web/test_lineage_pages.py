@@ -214,3 +214,21 @@ def test_the_studio_offers_to_load_parameters_from_a_png(client: TestClient) -> 
     assert '<input id="png-file" type="file" accept="image/png">' in html
     assert "/static/js/reuse.js" in html
     assert "/static/css/lineage.css" in html
+
+
+def test_a_queued_card_shows_its_place_and_an_estimate(
+    client: TestClient, app: FastAPI, make_generation: MakeGeneration
+) -> None:
+    from datetime import datetime, timedelta
+
+    start = datetime(2026, 1, 1)
+    add(app, make_generation, started_at=start, finished_at=start + timedelta(seconds=5))
+    with app.state.session_factory() as session:
+        artist = users.ensure_local_user(session)
+        make_generation(session, artist)
+        queued = make_generation(session, artist)
+        queued_id = queued.id
+    card = client.get(f"/partials/generations/{queued_id}/card", headers={"HX-Request": "true"}).text
+    assert "1 ahead" in card
+    assert '<span class="queue-estimate">done in about 10 s</span>' in card
+    assert client.get(f"/api/generations/{queued_id}").json()["estimated_wait_s"] == 10
