@@ -134,9 +134,34 @@ def train_tiny(
 def export_preferences(
     out: Annotated[Path | None, typer.Option(help="File to write (default: standard output).")] = None,
 ) -> None:
-    """Write the A/B preference picks as JSON Lines."""
-    typer.echo("preference export arrives with feedback; nothing to export yet", err=True)
-    raise typer.Exit(1)
+    """Write everyone's A/B preference picks as JSON Lines (prompt, negative_prompt, chosen, rejected,
+    parameters); ``chosen`` and ``rejected`` are the PNG files' paths in the image store."""
+    import json
+
+    from app.db.migrate import upgrade_database
+    from app.db.session import make_engine, make_session_factory
+    from app.services import feedback
+    from app.services.storage import ImageStore
+
+    settings = get_settings()
+    upgrade_database(settings.sqlalchemy_url)
+    factory = make_session_factory(make_engine(settings.sqlalchemy_url))
+    store = ImageStore(settings.images_dir)
+    count = 0
+    with factory() as session:
+        sink = out.open("w", encoding="utf-8") if out is not None else None
+        try:
+            for row in feedback.export_rows(session, user=None, locate=store):
+                line = json.dumps(row)
+                if sink is not None:
+                    sink.write(line + "\n")
+                else:
+                    typer.echo(line)
+                count += 1
+        finally:
+            if sink is not None:
+                sink.close()
+    typer.echo(f"exported {count} preference pairs", err=True)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Select, Subquery, case, delete, func, lite
 from sqlalchemy.orm import Session, aliased
 
 from app.db.base import utcnow
-from app.db.models import Generation, Image, ImageKind, Mode, Role, Status, User
+from app.db.models import Feedback, Generation, Image, ImageKind, Mode, Role, Status, User
 from app.services import steps
 from app.services.errors import Conflict, InvalidInput, NotFound
 
@@ -80,16 +80,39 @@ def list_for_user(
     mode: Mode | None = None,
     limit: int = 50,
     cursor: int | None = None,
+    min_rating: int | None = None,
+    by_rating: bool = False,
 ) -> tuple[list[Generation], int | None]:
-    """The user's generations, newest first; returns the page and the cursor of the next one."""
+    """The user's generations, newest first; returns the page and the cursor of the next one.
+
+    ``min_rating`` keeps generations with an image the user rated at least that; ``by_rating``
+    orders by the user's best rating of each generation (unrated last), and then the cursor is an
+    offset rather than an id.
+    """
     limit = max(1, min(limit, 200))
     stmt = select(Generation).where(Generation.user_id == user.id)
+    if min_rating is not None or by_rating:
+        best = (
+            select(Image.generation_id.label("generation_id"), func.max(Feedback.rating).label("rating"))
+            .join(Feedback, Feedback.image_id == Image.id)
+            .where(Feedback.user_id == user.id)
+            .group_by(Image.generation_id)
+            .subquery()
+        )
+        stmt = stmt.outerjoin(best, best.c.generation_id == Generation.id)
+        if min_rating is not None:
+            stmt = stmt.where(best.c.rating >= min_rating)
     if q:
         stmt = stmt.where(func.lower(Generation.prompt).contains(q.lower(), autoescape=True))
     if model:
         stmt = stmt.where(Generation.model == model)
     if mode:
         stmt = stmt.where(Generation.mode == mode)
+    if by_rating:
+        offset = cursor or 0
+        ordered = stmt.order_by(func.coalesce(best.c.rating, 0).desc(), Generation.id.desc())
+        rows = list(session.scalars(ordered.offset(offset).limit(limit + 1)))
+        return (rows[:limit], offset + limit) if len(rows) > limit else (rows, None)
     if cursor is not None:
         stmt = stmt.where(Generation.id < cursor)
     rows = list(session.scalars(stmt.order_by(Generation.id.desc()).limit(limit + 1)))

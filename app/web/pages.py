@@ -125,16 +125,34 @@ def history_context(
     model: str | None,
     mode: str | None,
     cursor: int | None,
+    min_rating: str | None = None,
+    sort: str | None = None,
 ) -> dict[str, Any]:
     """One page of the user's history with the filters that made it (for the load-more link).
 
     An empty or unknown ``mode`` means any mode: the filter form sends "" for "any".
     """
     mode_filter = Mode(mode) if mode in MODES else None
+    rating = int(min_rating) if min_rating in ("1", "2", "3", "4", "5") else None
+    by_rating = sort == "rating"
     items, next_cursor = generations.list_for_user(
-        session, user=user, q=q or None, model=model or None, mode=mode_filter, limit=HISTORY_PAGE, cursor=cursor
+        session,
+        user=user,
+        q=q or None,
+        model=model or None,
+        mode=mode_filter,
+        limit=HISTORY_PAGE,
+        cursor=cursor,
+        min_rating=rating,
+        by_rating=by_rating,
     )
-    filters = {"q": q or "", "model": model or "", "mode": mode_filter.value if mode_filter else ""}
+    filters = {
+        "q": q or "",
+        "model": model or "",
+        "mode": mode_filter.value if mode_filter else "",
+        "min_rating": str(rating or ""),
+        "sort": "rating" if by_rating else "",
+    }
     more_query = urlencode({**{k: v for k, v in filters.items() if v}, "cursor": next_cursor or ""})
     return {"items": items, "next_cursor": next_cursor, "more_query": more_query, "filters": filters}
 
@@ -150,8 +168,12 @@ def history(
     model: Annotated[str | None, Query(max_length=128)] = None,
     mode: Annotated[str | None, Query(max_length=16)] = None,
     cursor: Annotated[int | None, Query(ge=1)] = None,
+    min_rating: Annotated[str | None, Query(max_length=1)] = None,
+    sort: Annotated[str | None, Query(max_length=16)] = None,
 ) -> HTMLResponse:
-    context = history_context(session, user=user, q=q, model=model, mode=mode, cursor=cursor)
+    context = history_context(
+        session, user=user, q=q, model=model, mode=mode, cursor=cursor, min_rating=min_rating, sort=sort
+    )
     context.update(
         user=user,
         models=model_names(registry),

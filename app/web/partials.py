@@ -126,7 +126,11 @@ def history_items(
     model: Annotated[str | None, Query(max_length=128)] = None,
     mode: Annotated[str | None, Query(max_length=16)] = None,
     cursor: Annotated[int | None, Query(ge=1)] = None,
+    min_rating: Annotated[str | None, Query(max_length=1)] = None,
+    sort: Annotated[str | None, Query(max_length=16)] = None,
 ) -> HTMLResponse:
     """The next page of history tiles, and the load-more link swapped out of band."""
-    context = history_context(session, user=user, q=q, model=model, mode=mode, cursor=cursor)
+    context = history_context(
+        session, user=user, q=q, model=model, mode=mode, cursor=cursor, min_rating=min_rating, sort=sort
+    )
     return templates.TemplateResponse(request, "partials/history_items.html", {**context, "oob": True})
