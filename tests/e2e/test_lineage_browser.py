@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 pytestmark = pytest.mark.slow
 
@@ -64,3 +67,62 @@ def test_refining_twice_from_the_studio_shows_a_three_node_lineage(live_server: 
     while not status.inner_text() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert status.inner_text() == "Preference recorded."
+
+
+A1111_INFOTEXT = (
+    "a lighthouse on a rocky cliff at dusk, (dramatic clouds:1.2)\n"
+    "Negative prompt: lowres, watermark\n"
+    "Steps: 12, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 2837461923, Size: 64x64, Model: v1-5-pruned-emaonly"
+)
+
+
+def load_png(page: Any, path: Path) -> str:
+    status = page.locator("[data-role=png-status]")
+    page.set_input_files("#png-file", str(path))
+    deadline = time.monotonic() + 10
+    while not status.inner_text().startswith(("Loaded", "This PNG")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return str(status.inner_text())
+
+
+def test_a_studio_png_and_an_a1111_png_load_back_into_the_form(
+    live_server: str, browser_page: Any, tmp_path: Path
+) -> None:
+    page = browser_page
+    page.goto(live_server + "/")
+    page.fill("#seed", "4242")
+    page.fill("#negative_prompt", "blurry")
+    page.fill("#guidance", "6.5")
+    page.select_option("#scheduler", "euler-a")
+    painted = paint_from_the_form(page, "a windmill in a tulip field")
+    image_url = page.locator(f"#job-{painted} img.job-image").first.get_attribute("src")
+    ours = tmp_path / "ours.png"
+    ours.write_bytes(page.request.get(live_server + str(image_url)).body())
+
+    page.goto(live_server + "/")
+    assert load_png(page, ours) == "Loaded the parameters of a studio PNG."
+    assert page.input_value("#prompt") == "a windmill in a tulip field"
+    assert page.input_value("#negative_prompt") == "blurry"
+    assert (page.input_value("#seed"), page.input_value("#steps"), page.input_value("#guidance")) == (
+        "4242",
+        "2",
+        "6.5",
+    )
+    assert page.input_value("#scheduler") == "euler-a"
+
+    info = PngInfo()
+    info.add_text("parameters", A1111_INFOTEXT)
+    theirs = tmp_path / "a1111.png"
+    Image.new("RGB", (64, 64), (30, 60, 90)).save(theirs, pnginfo=info)
+    status = load_png(page, theirs)
+    assert status.startswith("Loaded the parameters of an AUTOMATIC1111 PNG")
+    assert "v1-5-pruned-emaonly is not installed" in status
+    assert page.input_value("#prompt") == "a lighthouse on a rocky cliff at dusk, (dramatic clouds:1.2)"
+    assert page.input_value("#negative_prompt") == "lowres, watermark"
+    assert (page.input_value("#seed"), page.input_value("#steps"), page.input_value("#guidance")) == (
+        "2837461923",
+        "12",
+        "6.5",
+    )
+    assert page.input_value("#scheduler") == "dpm++-2m-karras"
+    assert (page.input_value("#width"), page.input_value("#height")) == ("64", "64")
