@@ -38,6 +38,7 @@ from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from app.services.errors import StudioError
 from app.services.storage import ImageStore
 from app.web import accounts as accounts_pages
+from app.web import brushes as brush_pages
 from app.web import galleries as galleries_pages
 from app.web import lineage as lineage_pages
 from app.web import pages, partials
@@ -178,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models_api.health_router)
     app.include_router(pages.router)
     app.include_router(partials.router)
+    app.include_router(brush_pages.router)
     app.include_router(accounts_pages.router)
     app.include_router(galleries_pages.router)
     app.include_router(lineage_pages.router)

@@ -14,6 +14,7 @@ from app.deps import CurrentUser, RegistryDep, SessionDep, SettingsDep, Template
 from app.engine.registry import ModelRegistry
 from app.services import generations
 from app.services.errors import NotFound
+from app.web.brush_forms import DEFAULT_STYLE_STRENGTH, MAX_REFERENCES, STYLE_METHODS, StyleChip, visible_references
 from app.web.forms import SCHEDULERS, StudioForm, csrf_token
 
 router = APIRouter(include_in_schema=False)
@@ -38,8 +39,14 @@ def render_studio(
     form: StudioForm,
     error: str | None = None,
     status_code: int = 200,
+    style_refs: list[StyleChip] | None = None,
+    style_strength: str = "",
+    style_method: str = "",
 ) -> HTMLResponse:
-    """The studio page; also what a form posted without JavaScript gets back when refused."""
+    """The studio page; also what a form posted without JavaScript gets back when refused.
+
+    ``style_refs`` are the chosen style references: with any, the form paints a style job.
+    """
     recent, _ = generations.list_for_user(session, user=user, limit=RECENT_CARDS)
     parent = None
     if form.parent_id.isdigit():
@@ -55,6 +62,11 @@ def render_studio(
         "parent": parent,
         "csrf_token": csrf_token(request),
         "active": "studio",
+        "style_refs": style_refs or [],
+        "style_strength": style_strength or f"{DEFAULT_STYLE_STRENGTH:g}",
+        "style_method": style_method if style_method in STYLE_METHODS else STYLE_METHODS[0],
+        "style_methods": STYLE_METHODS,
+        "max_style_refs": MAX_REFERENCES,
     }
     return templates.TemplateResponse(request, "pages/studio.html", context, status_code=status_code)
 
@@ -73,7 +85,9 @@ def studio(
     settings: SettingsDep,
     templates: TemplatesDep,
     refine: Annotated[int | None, Query(ge=1)] = None,
+    style: Annotated[list[str] | None, Query()] = None,
 ) -> HTMLResponse:
+    """The studio; ``?style=ID`` (repeatable) starts it with those images as style references."""
     form = StudioForm()
     if refine is not None:
         try:
@@ -88,6 +102,7 @@ def studio(
         registry=registry,
         default_model=settings.default_model,
         form=form,
+        style_refs=visible_references(session, user=user, image_ids=style or []),
     )
 
 
