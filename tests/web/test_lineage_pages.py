@@ -232,3 +232,12 @@ def test_a_queued_card_shows_its_place_and_an_estimate(
     assert "1 ahead" in card
     assert '<span class="queue-estimate">done in about 10 s</span>' in card
     assert client.get(f"/api/generations/{queued_id}").json()["estimated_wait_s"] == 10
+
+
+def test_generation_page_names_the_kind_of_step_it_came_from(
+    client: TestClient, app: FastAPI, make_generation: MakeGeneration
+) -> None:
+    root = add(app, make_generation)
+    varied = add(app, make_generation, parent_id=root, seed=9, params={"action": "vary"})
+    html = client.get(f"/generations/{varied}").text
+    assert f'vary of <a href="/generations/{root}">#{root}</a>' in html
