@@ -19,12 +19,14 @@ class Account:
 
 
 def accounts(session: Session) -> list[Account]:
-    generation_counts = dict(
-        session.execute(select(Generation.user_id, func.count()).group_by(Generation.user_id)).tuples().all()
-    )
-    gallery_counts = dict(
-        session.execute(select(Gallery.owner_id, func.count()).group_by(Gallery.owner_id)).tuples().all()
-    )
+    generation_counts: dict[int, int] = {
+        user_id: count
+        for user_id, count in session.execute(select(Generation.user_id, func.count()).group_by(Generation.user_id))
+    }
+    gallery_counts: dict[int, int] = {
+        owner_id: count
+        for owner_id, count in session.execute(select(Gallery.owner_id, func.count()).group_by(Gallery.owner_id))
+    }
     return [
         Account(user=user, generations=generation_counts.get(user.id, 0), galleries=gallery_counts.get(user.id, 0))
         for user in session.scalars(select(User).order_by(User.id))
