@@ -111,6 +111,7 @@ def train_tiny(
     unet_batch: Annotated[int, typer.Option(help="UNet batch size.")] = 48,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: one per core).")] = 0,
 ) -> None:
     """Train studio-tiny, the embedded default model, from procedurally painted data."""
     from app.tiny.train import TrainConfig, train
@@ -125,6 +126,7 @@ def train_tiny(
             unet_batch=unet_batch,
             checkpoint_every=checkpoint_every,
             device=device,
+            threads=threads,
         )
     )
     typer.echo(f"saved {folder}")

@@ -51,6 +51,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     device: str = "cpu"
     seed: int = 0
+    # CPU threads for torch; 0 keeps torch's default (one per core).
+    threads: int = 0
 
 
 def build_vae(config: TrainConfig) -> AutoencoderKL:
@@ -275,6 +277,9 @@ def export_pipeline(out_dir: Path, vae: AutoencoderKL, unet: UNet2DConditionMode
 def train(config: TrainConfig) -> Path:
     """Runs (or resumes) all phases and returns the exported model folder."""
     torch.manual_seed(config.seed)
+    if config.threads > 0:
+        # Beside other busy processes, one thread per step beats several threads waiting on each other.
+        torch.set_num_threads(config.threads)
     config.work_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     stats: dict[str, object] = {"config": {k: v for k, v in asdict(config).items()}}
