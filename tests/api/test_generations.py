@@ -45,7 +45,8 @@ def test_prompt_job_is_accepted_then_succeeds_with_its_images(client: TestClient
 
     assert response.status_code == 202
     accepted = response.json()
-    assert set(accepted) == {"id", "status", "url", "events_url"}
+    assert set(accepted) == {"id", "status", "url", "events_url", "notes"}
+    assert accepted["notes"] == []
     assert accepted["status"] == "queued"
     assert accepted["url"] == f"/api/generations/{accepted['id']}"
     assert accepted["events_url"] == f"/api/generations/{accepted['id']}/events"
