@@ -245,10 +245,13 @@ def share_gallery(
 def share_generation(
     generation_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser
 ) -> Response:
+    """A new link to a generation; the generation page's dialog sends ``back`` to return to it."""
     check_csrf(request, fields)
     generation = generations.get_visible(session, generation_id=generation_id, user=user)
-    link = sharing.share_generation(session, generation=generation, user=user)
-    return _back(f"/s/{link.token}")
+    hours = str(fields.get("expires_in_hours", "")).strip()
+    expires_in = timedelta(hours=int(hours)) if hours.isdigit() and int(hours) > 0 else None
+    link = sharing.share_generation(session, generation=generation, user=user, expires_in=expires_in)
+    return _back(safe_back(request, fields) if fields.get("back") else f"/s/{link.token}")
 
 
 @router.post("/share/{token}/revoke")

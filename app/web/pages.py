@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Generation, Mode, User
 from app.deps import CurrentUser, RegistryDep, SessionDep, SettingsDep, TemplatesDep
 from app.engine.registry import ModelRegistry
-from app.services import generations
+from app.services import feedback, generations, sharing
 from app.services.errors import NotFound
 from app.web.brush_forms import DEFAULT_STYLE_STRENGTH, MAX_REFERENCES, STYLE_METHODS, StyleChip, visible_references
 from app.web.forms import SCHEDULERS, StudioForm, csrf_token
@@ -120,11 +120,16 @@ def generation_page(
             parent = generations.get_visible(session, generation_id=generation.parent_id, user=user)
         except NotFound:
             parent = None
+    is_owner = generation.user_id == user.id
     context = {
         "user": user,
         "generation": generation,
         "images": generation.images,
         "parent": parent,
+        "my_feedback": feedback.for_user(session, user=user, image_ids=[image.id for image in generation.images]),
+        "is_owner": is_owner,
+        "links": sharing.links_for(session, generation=generation) if is_owner else [],
+        "base_url": str(request.base_url).rstrip("/"),
         "queue_position": generations.queue_position(session, generation),
         "csrf_token": csrf_token(request),
         "active": "",
