@@ -197,7 +197,7 @@ def test_inpaint_returns_an_image_of_the_asked_size(tiny_registry: ModelRegistry
 
 
 def test_image_modes_without_their_inputs_are_refused(tiny_registry: ModelRegistry) -> None:
-    with pytest.raises(ValueError, match="init image"):
+    with pytest.raises(ValueError, match="source image"):
         run(tiny_registry, _spec(mode="img2img"), device="cpu")
     with pytest.raises(ValueError, match="mask"):
         run(tiny_registry, _spec(mode="inpaint", init_image=_source()), device="cpu")
