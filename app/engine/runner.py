@@ -63,6 +63,16 @@ class StepProgress:
 StepCallback = Callable[[StepProgress], bool]
 
 
+@dataclass(frozen=True)
+class InterpolationTarget:
+    """Where an interpolation walks to from the spec's own prompt and seed (see ``interpolate``)."""
+
+    prompt: str
+    seed: int
+    frames: int
+    negative_prompt: str = ""
+
+
 @dataclass
 class GenerationSpec:
     model: str
@@ -87,6 +97,8 @@ class GenerationSpec:
     style_references: list[StyleReference] = field(default_factory=list)
     style_strength: float = 0.5
     style_method: str = "shared-attention"
+    # interpolation: ``frames`` images walking from this spec's prompt and seed to the target's
+    interpolate_to: InterpolationTarget | None = None
     preview_every: int = 5
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -110,6 +122,15 @@ def make_scheduler(name: str, base_config: Any) -> SchedulerMixin:
     return scheduler_class.from_config(base_config, **overrides)
 
 
+def pipeline_for(registry: ModelRegistry, spec: GenerationSpec, device: str, *, scheduler: str | None = None) -> Any:
+    """The warm pipeline for ``spec.mode`` on ``device``, on a fresh scheduler of the asked kind."""
+    pipeline = registry.pipeline(spec.model, device, spec.mode)
+    base_config = getattr(pipeline, "_studio_scheduler_config", None) or pipeline.scheduler.config
+    pipeline._studio_scheduler_config = base_config  # the folder's own config, before any swap
+    pipeline.scheduler = make_scheduler(scheduler or spec.scheduler, base_config)
+    return pipeline
+
+
 def run(
     registry: ModelRegistry,
     spec: GenerationSpec,
@@ -118,6 +139,10 @@ def run(
     on_step: StepCallback | None = None,
 ) -> GenerationResult:
     """Paints ``spec`` on ``device``. Raises ``Cancelled`` as soon as ``on_step`` says stop."""
+    if spec.interpolate_to is not None:
+        from app.engine.interpolate import interpolate  # built on this module, so imported late
+
+        return interpolate(registry, spec, device=device, on_step=on_step)
     started = time.perf_counter()
 
     # 1. inputs: an outpaint canvas replaces the source and its mask
@@ -136,10 +161,7 @@ def run(
 
     # 2. the pipeline for the mode, on a scheduler of the asked kind (style inverts with DDIM)
     styled = bool(spec.style_references) and spec.style_method == "shared-attention"
-    pipeline = registry.pipeline(spec.model, device, spec.mode)
-    base_config = getattr(pipeline, "_studio_scheduler_config", None) or pipeline.scheduler.config
-    pipeline._studio_scheduler_config = base_config  # the folder's own config, before any swap
-    pipeline.scheduler = make_scheduler("ddim" if styled else spec.scheduler, base_config)
+    pipeline = pipeline_for(registry, spec, device, scheduler="ddim" if styled else spec.scheduler)
 
     # 3. seeds: one generator per image, created on the CPU so results match across devices
     seeds = image_seeds(spec.seed, spec.n_images)
