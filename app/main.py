@@ -24,6 +24,7 @@ from app.api import feedback as feedback_api
 from app.api import galleries as galleries_api
 from app.api import generations as generations_api
 from app.api import images as images_api
+from app.api import interpolation as interpolation_api
 from app.api import lineage as lineage_api
 from app.api import models as models_api
 from app.api import parameters as parameters_api
@@ -40,6 +41,7 @@ from app.services.storage import ImageStore
 from app.web import accounts as accounts_pages
 from app.web import brushes as brush_pages
 from app.web import galleries as galleries_pages
+from app.web import interpolation as interpolation_pages
 from app.web import lineage as lineage_pages
 from app.web import pages, partials
 from app.workers.events import EventBus, MemoryEventBus, RedisEventBus
@@ -170,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(brushes_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(images_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(lineage_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(interpolation_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(parameters_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(galleries_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(sharing_api.router, prefix="/api", dependencies=[ApiCsrf])
@@ -183,4 +186,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_pages.router)
     app.include_router(galleries_pages.router)
     app.include_router(lineage_pages.router)
+    app.include_router(interpolation_pages.router)
     return app

@@ -282,3 +282,12 @@ class ParametersOut(BaseModel):
     scheduler: str | None = None
     sampler: str | None = None
     extra: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class InterpolateRequest(BaseModel):
+    """A walk from this generation to ``to_id``: ``frames`` images, first and last the two paintings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_id: int = Field(ge=1)
+    frames: int = Field(default=8, ge=3, le=16)

@@ -190,6 +190,9 @@ def _notes(action: Action, parent: Generation, child: Generation) -> list[str]:
         return [f"remix of {who}'s #{origin.get('generation_id', parent.id)}"]
     if action == Action.VARY:
         return ["new seed"]
+    if action == Action.INTERPOLATE:
+        walk = (child.params or {}).get("interpolate") or {}
+        return [f"interpolated to #{walk.get('to')} in {walk.get('frames', child.n_images)} frames"]
     return []
 
 

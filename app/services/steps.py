@@ -1,4 +1,5 @@
-"""Steps: what kind of step made a generation from its parent (refine, vary, remix, inpaint, style).
+"""Steps: what kind of step made a generation from its parent (refine, vary, remix, inpaint, style,
+interpolate).
 
 The kind is stored in ``Generation.params["action"]`` next to ``parent_id``. It is descriptive:
 nothing in the engine reads it, so no column (and no migration) is needed, and a generation
@@ -22,6 +23,7 @@ class Action(enum.StrEnum):
     REMIX = "remix"
     INPAINT = "inpaint"
     STYLE = "style"
+    INTERPOLATE = "interpolate"
 
 
 def infer_action(*, parent: Generation, owner: User, mode: Mode) -> Action:

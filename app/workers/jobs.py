@@ -21,7 +21,7 @@ from app.db.models import Generation, Mode, Status
 from app.db.models import Image as ImageRow
 from app.engine.inpaint import Outpaint
 from app.engine.registry import ModelRegistry
-from app.engine.runner import Cancelled, GenerationResult, GenerationSpec, StepProgress, run
+from app.engine.runner import Cancelled, GenerationResult, GenerationSpec, InterpolationTarget, StepProgress, run
 from app.engine.style import StyleReference
 from app.services import generations
 from app.services.imageio import to_mask
@@ -100,6 +100,15 @@ def spec_for(generation: Generation, session: Session, store: ImageStore) -> Gen
         ]
         spec.style_strength = float(params.get("style_strength", 0.5))
         spec.style_method = str(params.get("style_method", "shared-attention"))
+    walk = params.get("interpolate")
+    if isinstance(walk, dict):
+        # A walk from this row's prompt and seed to another generation's (see services.interpolation).
+        spec.interpolate_to = InterpolationTarget(
+            prompt=str(walk["prompt_b"]),
+            negative_prompt=str(walk.get("negative_prompt_b") or ""),
+            seed=int(walk["seed_b"]),
+            frames=int(walk.get("frames") or generation.n_images),
+        )
     return spec
 
 
