@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api.generations import accepted
 from app.deps import CurrentUser, DispatchDep, RegistryDep, SessionDep, SettingsDep
 from app.schemas import GenerationAccepted, InpaintRequest, StyleRequest
 from app.services import compose, generations
 
 router = APIRouter(tags=["generations"])
-
-
-def _accepted(generation_id: int, status: str, notes: list[str]) -> GenerationAccepted:
-    return GenerationAccepted(
-        id=generation_id,
-        status=status,
-        url=f"/api/generations/{generation_id}",
-        events_url=f"/api/generations/{generation_id}/events",
-        notes=notes,
-    )
 
 
 @router.post("/generate/style", status_code=202, response_model=GenerationAccepted)
@@ -33,7 +24,7 @@ def generate_style(
     new = compose.style_generation(session, body, user=user, registry=registry, default_model=settings.default_model)
     generation = generations.enqueue(session, owner=user, new=new)
     dispatch(generation.id)
-    return _accepted(generation.id, generation.status.value, [])
+    return accepted(generation)
 
 
 @router.post("/generate/inpaint", status_code=202, response_model=GenerationAccepted)
@@ -50,4 +41,4 @@ def generate_inpaint(
     )
     generation = generations.enqueue(session, owner=user, new=new)
     dispatch(generation.id)
-    return _accepted(generation.id, generation.status.value, notes)
+    return accepted(generation, notes)

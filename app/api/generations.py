@@ -59,12 +59,13 @@ def generation_out(session: Session, generation: Generation) -> GenerationOut:
     )
 
 
-def accepted(generation: Generation) -> GenerationAccepted:
+def accepted(generation: Generation, notes: list[str] | None = None) -> GenerationAccepted:
     return GenerationAccepted(
         id=generation.id,
         status=generation.status.value,
         url=f"/api/generations/{generation.id}",
         events_url=f"/api/generations/{generation.id}/events",
+        notes=notes or [],
     )
 
 

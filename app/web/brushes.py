@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from app.db.models import Generation
 from app.deps import CurrentUser, DispatchDep, RegistryDep, SessionDep, SettingsDep, TemplatesDep
@@ -13,7 +13,7 @@ from app.services.errors import NotFound, StudioError
 from app.web.brush_forms import StyleFormFields, parse_style_form, visible_references
 from app.web.forms import FormFields, StudioForm, check_csrf, csrf_token
 from app.web.pages import model_names, not_found, render_studio
-from app.web.partials import card_response, is_htmx
+from app.web.partials import form_accepted, form_refused
 
 router = APIRouter(include_in_schema=False)
 
@@ -81,29 +81,24 @@ def generate_style(
         )
         generation = generations.enqueue(session, owner=user, new=new)
     except StudioError as error:
-        if is_htmx(request):
-            return templates.TemplateResponse(
-                request,
-                "partials/form_errors.html",
-                {"message": error.message},
-                status_code=422,
-                headers={"HX-Retarget": "#form-errors", "HX-Reswap": "innerHTML"},
-            )
-        return render_studio(
+        message = error.message
+        return form_refused(
             request,
             templates,
-            session=session,
-            user=user,
-            registry=registry,
-            default_model=settings.default_model,
-            form=StudioForm.submitted(fields),
-            error=error.message,
-            status_code=422,
-            style_refs=visible_references(session, user=user, image_ids=style.image_ids, weights=style.weights),
-            style_strength=style.strength,
-            style_method=style.method,
+            error,
+            lambda: render_studio(
+                request,
+                templates,
+                session=session,
+                user=user,
+                registry=registry,
+                default_model=settings.default_model,
+                form=StudioForm.submitted(fields),
+                error=message,
+                status_code=422,
+                style_refs=visible_references(session, user=user, image_ids=style.image_ids, weights=style.weights),
+                style_strength=style.strength,
+                style_method=style.method,
+            ),
         )
-    dispatch(generation.id)
-    if not is_htmx(request):
-        return RedirectResponse(f"/generations/{generation.id}", status_code=303)
-    return card_response(request, templates, session, generation, clear_errors=True)
+    return form_accepted(request, templates, session, generation, dispatch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -38,6 +39,31 @@ def card_response(
     return templates.TemplateResponse(request, "partials/card.html", context)
 
 
+def form_refused(
+    request: Request, templates: TemplatesDep, error: StudioError, render_again: Callable[[], Response]
+) -> Response:
+    """A refused studio form: the errors fragment for htmx, else the page again with what was typed."""
+    if is_htmx(request):
+        return templates.TemplateResponse(
+            request,
+            "partials/form_errors.html",
+            {"message": error.message},
+            status_code=422,
+            headers={"HX-Retarget": "#form-errors", "HX-Reswap": "innerHTML"},
+        )
+    return render_again()
+
+
+def form_accepted(
+    request: Request, templates: TemplatesDep, session: Session, generation: Generation, dispatch: Callable[[int], None]
+) -> Response:
+    """An enqueued job: its card for htmx, else a redirect to its page."""
+    dispatch(generation.id)
+    if not is_htmx(request):
+        return RedirectResponse(f"/generations/{generation.id}", status_code=303)
+    return card_response(request, templates, session, generation, clear_errors=True)
+
+
 @router.post("/generate", response_class=HTMLResponse)
 def generate(
     request: Request,
@@ -61,29 +87,24 @@ def generate(
         new = new_generation(body, mode=Mode.TXT2IMG, registry=registry, default_model=settings.default_model)
         generation = generations.enqueue(session, owner=user, new=new)
     except StudioError as error:
-        if is_htmx(request):
-            return templates.TemplateResponse(
-                request,
-                "partials/form_errors.html",
-                {"message": error.message},
-                status_code=422,
-                headers={"HX-Retarget": "#form-errors", "HX-Reswap": "innerHTML"},
-            )
-        return render_studio(
+        message = error.message
+        return form_refused(
             request,
             templates,
-            session=session,
-            user=user,
-            registry=registry,
-            default_model=settings.default_model,
-            form=StudioForm.submitted(fields),
-            error=error.message,
-            status_code=422,
+            error,
+            lambda: render_studio(
+                request,
+                templates,
+                session=session,
+                user=user,
+                registry=registry,
+                default_model=settings.default_model,
+                form=StudioForm.submitted(fields),
+                error=message,
+                status_code=422,
+            ),
         )
-    dispatch(generation.id)
-    if not is_htmx(request):
-        return RedirectResponse(f"/generations/{generation.id}", status_code=303)
-    return card_response(request, templates, session, generation, clear_errors=True)
+    return form_accepted(request, templates, session, generation, dispatch)
 
 
 @router.get("/generations/{generation_id}/card", response_class=HTMLResponse)
