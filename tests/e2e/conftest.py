@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import uvicorn
 
 from app.config import Settings
 from app.main import create_app
+from tests.tiny_pipeline import build_tiny_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The repository's models folder; STUDIO_E2E_MODELS_DIR points the test at another one (for
@@ -38,26 +40,21 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def live_server(tmp_path: Path, db_url: str) -> Iterator[str]:
-    """The studio served by uvicorn on a free port, with its embedded workers and studio-tiny."""
-    if not (MODELS_DIR / "studio-tiny" / "model_index.json").is_file():
-        pytest.skip(f"no model to paint with: {MODELS_DIR}/studio-tiny/model_index.json is missing (studio train-tiny)")
-    port = free_port()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path,
-        database_url=db_url,
-        models_dir=MODELS_DIR,
-        default_model="studio-tiny",
-        devices="cpu",
-        auth="local",
-        host="127.0.0.1",
-        port=port,
-        start_workers=True,
-        preload_default_model=False,
+def e2e_models_dir(tmp_path: Path) -> Path:
+    """The trained studio-tiny when there is one, else a tiny seeded pipeline under its name."""
+    if (MODELS_DIR / "studio-tiny" / "model_index.json").is_file():
+        return MODELS_DIR
+    root = tmp_path / "models"
+    build_tiny_pipeline(root / "studio-tiny", seed=0)
+    return root
+
+
+@contextmanager
+def running_studio(settings: Settings) -> Iterator[str]:
+    """Serves ``create_app(settings)`` with uvicorn in a background thread until the block ends."""
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -66,10 +63,31 @@ def live_server(tmp_path: Path, db_url: str) -> Iterator[str]:
             pytest.fail("the studio server did not start within 30 s")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{settings.host}:{settings.port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, db_url: str) -> Iterator[str]:
+    """The studio served by uvicorn on a free port, with its embedded workers and studio-tiny."""
+    port = free_port()
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        models_dir=e2e_models_dir(tmp_path),
+        default_model="studio-tiny",
+        devices="cpu",
+        auth="local",
+        host="127.0.0.1",
+        port=port,
+        start_workers=True,
+        preload_default_model=False,
+    )
+    with running_studio(settings) as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,22 +9,13 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
-
-from app.config import Settings
-from app.main import create_app
-from tests.e2e.conftest import REPO_ROOT, free_port
-from tests.tiny_pipeline import build_tiny_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -32,44 +23,10 @@ MODEL = "studio-tiny"
 SIDE = 64
 
 
-def models_dir(tmp_path: Path) -> Path:
-    if (REPO_ROOT / "models" / MODEL / "model_index.json").is_file():
-        return REPO_ROOT / "models"
-    root = tmp_path / "models"
-    build_tiny_pipeline(root / MODEL, seed=0)
-    return root
-
-
 @pytest.fixture
-def server(tmp_path: Path, db_url: str) -> Iterator[str]:
-    """The studio on a free port with its embedded worker, painting with MODEL."""
-    port = free_port()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "data",
-        database_url=db_url,
-        models_dir=models_dir(tmp_path),
-        default_model=MODEL,
-        devices="cpu",
-        auth="local",
-        host="127.0.0.1",
-        port=port,
-        start_workers=True,
-        preload_default_model=False,
-    )
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the studio server did not start within 30 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+def server(live_server: str) -> str:
+    """The studio with its embedded worker, painting with MODEL (see tests/e2e/conftest.py)."""
+    return live_server
 
 
 def api(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
