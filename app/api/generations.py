@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -93,9 +94,21 @@ def list_generations(
     mode: Mode | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[int | None, Query(ge=1)] = None,
+    min_rating: Annotated[int | None, Query(ge=1, le=5)] = None,
+    since: Annotated[date | None, Query(description="created on or after this day (UTC)")] = None,
+    until: Annotated[date | None, Query(description="created on or before this day (UTC)")] = None,
 ) -> GenerationPage:
     items, next_cursor = generations.list_for_user(
-        session, user=user, q=q, model=model, mode=mode, limit=limit, cursor=cursor
+        session,
+        user=user,
+        q=q,
+        model=model,
+        mode=mode,
+        limit=limit,
+        cursor=cursor,
+        min_rating=min_rating,
+        since=since,
+        until=until,
     )
     return GenerationPage(items=[generation_out(session, item) for item in items], next_cursor=next_cursor)
 

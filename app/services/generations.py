@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Subquery, case, delete, func, literal, or_, select, update
@@ -82,12 +82,14 @@ def list_for_user(
     cursor: int | None = None,
     min_rating: int | None = None,
     by_rating: bool = False,
+    since: date | None = None,
+    until: date | None = None,
 ) -> tuple[list[Generation], int | None]:
     """The user's generations, newest first; returns the page and the cursor of the next one.
 
     ``min_rating`` keeps generations with an image the user rated at least that; ``by_rating``
     orders by the user's best rating of each generation (unrated last), and then the cursor is an
-    offset rather than an id.
+    offset rather than an id. ``since`` and ``until`` bound the creation day, both days included.
     """
     limit = max(1, min(limit, 200))
     stmt = select(Generation).where(Generation.user_id == user.id)
@@ -108,6 +110,10 @@ def list_for_user(
         stmt = stmt.where(Generation.model == model)
     if mode:
         stmt = stmt.where(Generation.mode == mode)
+    if since is not None:
+        stmt = stmt.where(Generation.created_at >= datetime.combine(since, time.min))
+    if until is not None:
+        stmt = stmt.where(Generation.created_at < datetime.combine(until + timedelta(days=1), time.min))
     if by_rating:
         offset = cursor or 0
         ordered = stmt.order_by(func.coalesce(best.c.rating, 0).desc(), Generation.id.desc())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -137,6 +138,14 @@ def generation_page(
     return templates.TemplateResponse(request, "pages/generation.html", context)
 
 
+def _day(value: str | None) -> date | None:
+    """A day from a date input; an empty or malformed one means no bound."""
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
 def history_context(
     session: Session,
     *,
@@ -147,6 +156,8 @@ def history_context(
     cursor: int | None,
     min_rating: str | None = None,
     sort: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> dict[str, Any]:
     """One page of the user's history with the filters that made it (for the load-more link).
 
@@ -155,6 +166,7 @@ def history_context(
     mode_filter = Mode(mode) if mode in MODES else None
     rating = int(min_rating) if min_rating in ("1", "2", "3", "4", "5") else None
     by_rating = sort == "rating"
+    since_day, until_day = _day(since), _day(until)
     items, next_cursor = generations.list_for_user(
         session,
         user=user,
@@ -165,6 +177,8 @@ def history_context(
         cursor=cursor,
         min_rating=rating,
         by_rating=by_rating,
+        since=since_day,
+        until=until_day,
     )
     filters = {
         "q": q or "",
@@ -172,6 +186,8 @@ def history_context(
         "mode": mode_filter.value if mode_filter else "",
         "min_rating": str(rating or ""),
         "sort": "rating" if by_rating else "",
+        "since": since_day.isoformat() if since_day else "",
+        "until": until_day.isoformat() if until_day else "",
     }
     more_query = urlencode({**{k: v for k, v in filters.items() if v}, "cursor": next_cursor or ""})
     return {"items": items, "next_cursor": next_cursor, "more_query": more_query, "filters": filters}
@@ -190,9 +206,20 @@ def history(
     cursor: Annotated[int | None, Query(ge=1)] = None,
     min_rating: Annotated[str | None, Query(max_length=1)] = None,
     sort: Annotated[str | None, Query(max_length=16)] = None,
+    since: Annotated[str | None, Query(max_length=10)] = None,
+    until: Annotated[str | None, Query(max_length=10)] = None,
 ) -> HTMLResponse:
     context = history_context(
-        session, user=user, q=q, model=model, mode=mode, cursor=cursor, min_rating=min_rating, sort=sort
+        session,
+        user=user,
+        q=q,
+        model=model,
+        mode=mode,
+        cursor=cursor,
+        min_rating=min_rating,
+        sort=sort,
+        since=since,
+        until=until,
     )
     context.update(
         user=user,

@@ -149,9 +149,20 @@ def history_items(
     cursor: Annotated[int | None, Query(ge=1)] = None,
     min_rating: Annotated[str | None, Query(max_length=1)] = None,
     sort: Annotated[str | None, Query(max_length=16)] = None,
+    since: Annotated[str | None, Query(max_length=10)] = None,
+    until: Annotated[str | None, Query(max_length=10)] = None,
 ) -> HTMLResponse:
     """The next page of history tiles, and the load-more link swapped out of band."""
     context = history_context(
-        session, user=user, q=q, model=model, mode=mode, cursor=cursor, min_rating=min_rating, sort=sort
+        session,
+        user=user,
+        q=q,
+        model=model,
+        mode=mode,
+        cursor=cursor,
+        min_rating=min_rating,
+        sort=sort,
+        since=since,
+        until=until,
     )
     return templates.TemplateResponse(request, "partials/history_items.html", {**context, "oob": True})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -536,3 +536,19 @@ def test_list_for_user_filters_and_pages_newest_first(
     assert [len(page) for page in pages] == [2, 2]
     assert flat == sorted(flat, reverse=True)
     assert len(flat) == 4 and barn.id in flat and sea.id in flat
+
+
+def test_list_for_user_keeps_the_asked_days_both_included(
+    session: Session, make_user: MakeUser, make_generation: MakeGeneration
+) -> None:
+    alice = make_user(session, "alice")
+    march = make_generation(session, owner=alice, prompt="march", created_at=datetime(2026, 3, 1, 23, 59))
+    april = make_generation(session, owner=alice, prompt="april", created_at=datetime(2026, 4, 2, 0, 0))
+    may = make_generation(session, owner=alice, prompt="may", created_at=datetime(2026, 5, 3, 12, 0))
+
+    found, _ = generations.list_for_user(session, user=alice, since=date(2026, 4, 2))
+    assert [g.id for g in found] == [may.id, april.id]
+    found, _ = generations.list_for_user(session, user=alice, until=date(2026, 3, 1))
+    assert [g.id for g in found] == [march.id]
+    found, _ = generations.list_for_user(session, user=alice, since=date(2026, 3, 2), until=date(2026, 5, 2))
+    assert [g.id for g in found] == [april.id]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,21 @@ def test_history_searches_filters_and_loads_more(
     assert len(made) == 30
     assert "a violet mountain" not in client.get("/history?mode=inpaint").text
     assert "a violet mountain" in client.get("/history?mode=&model=").text
+
+
+def test_history_filters_by_day_and_ignores_a_malformed_date(
+    client: TestClient, app: FastAPI, session: Session, make_generation: Callable[..., Generation]
+) -> None:
+    owner = local_artist(app)
+    make_generation(session, owner=owner, prompt="winter harbour", created_at=datetime(2026, 1, 5, 9, 0))
+    make_generation(session, owner=owner, prompt="summer harbour", created_at=datetime(2026, 7, 5, 9, 0))
+    page = client.get("/history?since=2026-06-01").text
+    assert "summer harbour" in page and "winter harbour" not in page
+    assert 'value="2026-06-01"' in page
+    page = client.get("/history?until=2026-01-05").text
+    assert "winter harbour" in page and "summer harbour" not in page
+    page = client.get("/history?since=not-a-day").text
+    assert "winter harbour" in page and "summer harbour" in page
 
 
 def test_studio_renders_when_no_model_is_installed(settings: Settings, tmp_path: Path) -> None:
