@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
@@ -146,43 +147,61 @@ def _day(value: str | None) -> date | None:
         return None
 
 
-def history_context(
-    session: Session,
-    *,
-    user: User,
-    q: str | None,
-    model: str | None,
-    mode: str | None,
-    cursor: int | None,
-    min_rating: str | None = None,
-    sort: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HistoryQuery:
+    """The history filters as the filter form and the load-more link send them."""
+
+    q: str | None = None
+    model: str | None = None
+    mode: str | None = None
+    cursor: int | None = None
+    min_rating: str | None = None
+    sort: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+def history_query(
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    model: Annotated[str | None, Query(max_length=128)] = None,
+    mode: Annotated[str | None, Query(max_length=16)] = None,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+    min_rating: Annotated[str | None, Query(max_length=1)] = None,
+    sort: Annotated[str | None, Query(max_length=16)] = None,
+    since: Annotated[str | None, Query(max_length=10)] = None,
+    until: Annotated[str | None, Query(max_length=10)] = None,
+) -> HistoryQuery:
+    return HistoryQuery(q, model, mode, cursor, min_rating, sort, since, until)
+
+
+HistoryQueryDep = Annotated[HistoryQuery, Depends(history_query)]
+
+
+def history_context(session: Session, *, user: User, query: HistoryQuery) -> dict[str, Any]:
     """One page of the user's history with the filters that made it (for the load-more link).
 
     An empty or unknown ``mode`` means any mode: the filter form sends "" for "any".
     """
-    mode_filter = Mode(mode) if mode in MODES else None
-    rating = int(min_rating) if min_rating in ("1", "2", "3", "4", "5") else None
-    by_rating = sort == "rating"
-    since_day, until_day = _day(since), _day(until)
+    mode_filter = Mode(query.mode) if query.mode in MODES else None
+    rating = int(query.min_rating) if query.min_rating in ("1", "2", "3", "4", "5") else None
+    by_rating = query.sort == "rating"
+    since_day, until_day = _day(query.since), _day(query.until)
     items, next_cursor = generations.list_for_user(
         session,
         user=user,
-        q=q or None,
-        model=model or None,
+        q=query.q or None,
+        model=query.model or None,
         mode=mode_filter,
         limit=HISTORY_PAGE,
-        cursor=cursor,
+        cursor=query.cursor,
         min_rating=rating,
         by_rating=by_rating,
         since=since_day,
         until=until_day,
     )
     filters = {
-        "q": q or "",
-        "model": model or "",
+        "q": query.q or "",
+        "model": query.model or "",
         "mode": mode_filter.value if mode_filter else "",
         "min_rating": str(rating or ""),
         "sort": "rating" if by_rating else "",
@@ -200,27 +219,9 @@ def history(
     user: CurrentUser,
     registry: RegistryDep,
     templates: TemplatesDep,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    model: Annotated[str | None, Query(max_length=128)] = None,
-    mode: Annotated[str | None, Query(max_length=16)] = None,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
-    min_rating: Annotated[str | None, Query(max_length=1)] = None,
-    sort: Annotated[str | None, Query(max_length=16)] = None,
-    since: Annotated[str | None, Query(max_length=10)] = None,
-    until: Annotated[str | None, Query(max_length=10)] = None,
+    query: HistoryQueryDep,
 ) -> HTMLResponse:
-    context = history_context(
-        session,
-        user=user,
-        q=q,
-        model=model,
-        mode=mode,
-        cursor=cursor,
-        min_rating=min_rating,
-        sort=sort,
-        since=since,
-        until=until,
-    )
+    context = history_context(session, user=user, query=query)
     context.update(
         user=user,
         models=model_names(registry),

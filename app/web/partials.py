@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -15,7 +14,7 @@ from app.services import estimates, generations
 from app.services.compose import new_generation
 from app.services.errors import Conflict, StudioError
 from app.web.forms import FormFields, StudioForm, check_csrf, csrf_token, parse_prompt_form
-from app.web.pages import history_context, render_studio
+from app.web.pages import HistoryQueryDep, history_context, render_studio
 
 router = APIRouter(prefix="/partials", include_in_schema=False)
 
@@ -143,26 +142,8 @@ def history_items(
     session: SessionDep,
     user: CurrentUser,
     templates: TemplatesDep,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    model: Annotated[str | None, Query(max_length=128)] = None,
-    mode: Annotated[str | None, Query(max_length=16)] = None,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
-    min_rating: Annotated[str | None, Query(max_length=1)] = None,
-    sort: Annotated[str | None, Query(max_length=16)] = None,
-    since: Annotated[str | None, Query(max_length=10)] = None,
-    until: Annotated[str | None, Query(max_length=10)] = None,
+    query: HistoryQueryDep,
 ) -> HTMLResponse:
     """The next page of history tiles, and the load-more link swapped out of band."""
-    context = history_context(
-        session,
-        user=user,
-        q=q,
-        model=model,
-        mode=mode,
-        cursor=cursor,
-        min_rating=min_rating,
-        sort=sort,
-        since=since,
-        until=until,
-    )
+    context = history_context(session, user=user, query=query)
     return templates.TemplateResponse(request, "partials/history_items.html", {**context, "oob": True})
