@@ -15,7 +15,7 @@ install:
 run: install
 	$(BIN)/studio serve
 
-test:
+test: install
 	$(BIN)/python -m pytest -q
 
 lint:
