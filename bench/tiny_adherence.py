@@ -64,6 +64,7 @@ def main() -> None:
             cases.append((colour, subject, place, SCENES[int(rng.integers(len(SCENES)))].name))
 
     hits = {"colour": 0, "place": 0, "scene": 0}
+    colour_cases: dict[str, list[bool]] = {}
     truth_hits = {"colour": 0, "place": 0, "scene": 0}
     images = []
     started = time.perf_counter()
@@ -81,6 +82,7 @@ def main() -> None:
         images.append(image)
         verdict = judge(image)
         hits["colour"] += verdict.colour == colour
+        colour_cases.setdefault(colour, []).append(verdict.colour == colour)
         hits["place"] += verdict.place == place
         hits["scene"] += verdict.scene == scene
         truth = judge(render(Painting(colour, subject, place, scene, "flat"), np.random.default_rng(number)))
@@ -94,6 +96,7 @@ def main() -> None:
     print(f"{'':8}{'model':>8}{'judge ceiling':>16}")
     for key in hits:
         print(f"{key:8}{hits[key] / total:8.1%}{truth_hits[key] / total:16.1%}")
+    print("colour by colour: " + ", ".join(f"{name} {sum(v)}/{len(v)}" for name, v in colour_cases.items()))
     if args.save:
         from PIL import Image
 

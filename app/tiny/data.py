@@ -167,6 +167,8 @@ class Sample:
     painting: Painting
     caption: str
     image: Image.Image
+    # Where the subject is (255) and is not (0): training weighs its pixels more than the sky's.
+    subject_mask: Image.Image
 
 
 def is_held_out(colour: str, subject: str, place: str) -> bool:
@@ -223,7 +225,8 @@ def make_sample(seed: int, index: int, *, size: int = 64) -> Sample:
     rng = np.random.default_rng([seed, index])
     painting = random_painting(rng)
     caption = caption_for(painting, rng)
-    return Sample(painting, caption, render(painting, rng, size=size))
+    image, subject_mask = render_with_mask(painting, rng, size=size)
+    return Sample(painting, caption, image, subject_mask)
 
 
 def iter_samples(seed: int, count: int, *, size: int = 64) -> Iterator[Sample]:
@@ -294,7 +297,7 @@ def _draw_subject(
         shift = r * 0.45
         body.ellipse((cx - r * 0.8 + shift, cy - r * 0.9, cx + r * 0.8 + shift, cy + r * 0.7), fill=0)
     elif subject == "mountain":
-        body.polygon([(cx - r, cy + r * 0.8), (cx, cy - r * 0.9), (cx + r, cy + r * 0.8)], fill=255)
+        body.polygon([(cx - r * 0.8, cy + r * 0.8), (cx, cy - r * 0.9), (cx + r * 0.8, cy + r * 0.8)], fill=255)
         detail.polygon([(cx - r * 0.3, cy - r * 0.25), (cx, cy - r * 0.9), (cx + r * 0.3, cy - r * 0.25)], fill=255)
     elif subject == "tree":
         detail.rectangle((cx - r * 0.15, cy + r * 0.1, cx + r * 0.15, cy + r), fill=255)
@@ -306,10 +309,10 @@ def _draw_subject(
     elif subject == "boat":
         body.polygon(
             [
-                (cx - r, cy + r * 0.3),
-                (cx + r, cy + r * 0.3),
-                (cx + r * 0.65, cy + r * 0.8),
-                (cx - r * 0.65, cy + r * 0.8),
+                (cx - r * 0.85, cy + r * 0.3),
+                (cx + r * 0.85, cy + r * 0.3),
+                (cx + r * 0.55, cy + r * 0.8),
+                (cx - r * 0.55, cy + r * 0.8),
             ],
             fill=255,
         )
@@ -367,6 +370,13 @@ def _apply_texture(pixels: np.ndarray, texture: str, rng: np.random.Generator) -
 
 def render(painting: Painting, rng: np.random.Generator, *, size: int = 64) -> Image.Image:
     """Paints ``painting`` at ``size`` x ``size`` pixels, with a little random jitter."""
+    return render_with_mask(painting, rng, size=size)[0]
+
+
+def render_with_mask(
+    painting: Painting, rng: np.random.Generator, *, size: int = 64
+) -> tuple[Image.Image, Image.Image]:
+    """The painting and the mask of its subject, both ``size`` x ``size``."""
     canvas = size * _SUPERSAMPLE
     scene = SCENE_BY_NAME[painting.scene]
     pixels = _background(scene, canvas, rng)
@@ -374,7 +384,9 @@ def render(painting: Painting, rng: np.random.Generator, *, size: int = 64) -> I
     fx, fy = PLACES[painting.place]
     cx = (fx + rng.uniform(-0.05, 0.05)) * canvas
     cy = (fy + rng.uniform(-0.05, 0.05)) * canvas
-    radius = rng.uniform(0.15, 0.2) * canvas
+    # The subject spans about a third of the frame: smaller, its colour is a couple of latent
+    # pixels and the autoencoder loses it; larger, it would fill half a row and hide the sky.
+    radius = rng.uniform(0.2, 0.25) * canvas
     body_mask = Image.new("L", (canvas, canvas), 0)
     detail_mask = Image.new("L", (canvas, canvas), 0)
     _draw_subject(painting.subject, ImageDraw.Draw(body_mask), ImageDraw.Draw(detail_mask), cx, cy, radius, rng)
@@ -388,4 +400,8 @@ def render(painting: Painting, rng: np.random.Generator, *, size: int = 64) -> I
 
     pixels = _apply_texture(pixels, painting.texture, rng)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    return image.resize((size, size), Image.Resampling.LANCZOS)
+    subject_mask = Image.fromarray(np.maximum(np.asarray(body_mask), np.asarray(detail_mask)))
+    return (
+        image.resize((size, size), Image.Resampling.LANCZOS),
+        subject_mask.resize((size, size), Image.Resampling.BOX),
+    )

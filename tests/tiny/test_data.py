@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.tiny.data import (
+    COLOUR_BY_NAME,
     COLOURS,
     PLACES,
     SCENES,
@@ -70,3 +71,23 @@ def test_judge_reads_colour_place_and_scene_of_ground_truth_paintings() -> None:
     assert hits["colour"] / len(cases) > 0.9
     assert hits["place"] / len(cases) > 0.9
     assert hits["scene"] / len(cases) > 0.95
+
+
+def test_subject_mask_covers_the_subject_where_the_caption_puts_it() -> None:
+    for index in range(40):
+        sample = make_sample(0, index)
+        mask = np.asarray(sample.subject_mask, dtype=np.float32) / 255.0
+        assert mask.shape == (64, 64)
+        # A third of the frame wide at most, and big enough for its colour to survive the autoencoder.
+        assert 0.04 < mask.mean() < 0.25, sample.painting
+        ys, xs = np.nonzero(mask > 0.5)
+        place = min(
+            PLACES,
+            key=lambda name: (PLACES[name][0] - xs.mean() / 64) ** 2 + (PLACES[name][1] - ys.mean() / 64) ** 2,
+        )
+        assert place == sample.painting.place
+        if sample.painting.texture == "flat":
+            # Under the mask lies the asked colour (or its darker shade on details).
+            inside = np.median(np.asarray(sample.image, dtype=np.float32)[mask > 0.9], axis=0)
+            asked = np.array(COLOUR_BY_NAME[sample.painting.colour].rgb, dtype=np.float32)
+            assert np.linalg.norm(inside - asked) < 60 or np.linalg.norm(inside - asked * 0.6) < 60
