@@ -78,8 +78,8 @@ def test_subject_mask_covers_the_subject_where_the_caption_puts_it() -> None:
         sample = make_sample(0, index)
         mask = np.asarray(sample.subject_mask, dtype=np.float32) / 255.0
         assert mask.shape == (64, 64)
-        # A third of the frame wide at most, and big enough for its colour to survive the autoencoder.
-        assert 0.04 < mask.mean() < 0.25, sample.painting
+        # A third of the frame wide at most; even a thin crescent moon keeps a few latent cells.
+        assert 0.03 < mask.mean() < 0.25, sample.painting
         ys, xs = np.nonzero(mask > 0.5)
         place = min(
             PLACES,

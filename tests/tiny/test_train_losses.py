@@ -18,7 +18,7 @@ def test_subject_pixels_weigh_more_at_image_and_latent_size() -> None:
     latent = _subject_weight(masks, 3.0, 8, "cpu")
     assert latent.shape == (1, 1, 8, 8)
     # Any subject pixel in a cell marks it, so a subject astride cells keeps all of them.
-    assert set(torch.nonzero(latent[0, 0] > 1).tolist()) == {(2, 5), (2, 6), (3, 5), (3, 6)}
+    assert {tuple(cell) for cell in torch.nonzero(latent[0, 0] > 1).tolist()} == {(2, 5), (2, 6), (3, 5), (3, 6)}
 
 
 def test_weighted_mean_falls_back_to_plain_mean_without_a_subject() -> None:
