@@ -39,9 +39,9 @@ class TrainConfig:
     samples: int = 24_000
     data_seed: int = 0
     image_size: int = 64
-    vae_steps: int = 1_500
+    vae_steps: int = 1_400
     vae_batch: int = 32
-    unet_steps: int = 12_000
+    unet_steps: int = 5_500
     unet_batch: int = 48
     unet_lr: float = 5e-4
     unet_channels: tuple[int, ...] = (64, 128)
