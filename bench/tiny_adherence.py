@@ -20,29 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from app.engine.registry import ModelRegistry  # noqa: E402
 from app.engine.runner import GenerationSpec, run  # noqa: E402
-from app.tiny.data import SCENES, Painting, held_out_triples, render  # noqa: E402
+from app.tiny.data import SCENES, Painting, held_out_triples, render, unseen_prompt  # noqa: E402
 from app.tiny.judge import judge  # noqa: E402
-
-# Phrasings that no training caption uses (training templates are in app.tiny.data.caption_for).
-UNSEEN_PLACE = {
-    "left": "placed on the left",
-    "right": "placed on the right",
-    "top": "placed at the top",
-    "bottom": "placed at the bottom",
-    "centre": "placed in the centre",
-}
-UNSEEN_SCENE = {
-    "day": "blue daytime sky",
-    "sunset": "sunset",
-    "night": "night",
-    "sea": "sea",
-    "meadow": "meadow",
-    "desert": "desert",
-}
-
-
-def prompt_for(colour: str, subject: str, place: str, scene: str) -> str:
-    return f"picture of a {colour} {subject} {UNSEEN_PLACE[place]}, background: {UNSEEN_SCENE[scene]}"
 
 
 def main() -> None:
@@ -71,7 +50,7 @@ def main() -> None:
     for number, (colour, subject, place, scene) in enumerate(cases):
         spec = GenerationSpec(
             model=args.model.name,
-            prompt=prompt_for(colour, subject, place, scene),
+            prompt=unseen_prompt(colour, subject, place, scene),
             seed=number,
             steps=args.steps,
             guidance=args.guidance,

@@ -208,6 +208,29 @@ def caption_for(painting: Painting, rng: np.random.Generator) -> str:
     return templates[int(rng.integers(len(templates)))]
 
 
+# Phrasings no training template uses, for measuring how the model generalises.
+UNSEEN_PLACE_PHRASES = {
+    "left": "placed on the left",
+    "right": "placed on the right",
+    "top": "placed at the top",
+    "bottom": "placed at the bottom",
+    "centre": "placed in the centre",
+}
+UNSEEN_SCENE_PHRASES = {
+    "day": "blue daytime sky",
+    "sunset": "sunset",
+    "night": "night",
+    "sea": "sea",
+    "meadow": "meadow",
+    "desert": "desert",
+}
+
+
+def unseen_prompt(colour: str, subject: str, place: str, scene: str) -> str:
+    """A prompt in a phrasing that no training caption (``caption_for``) uses."""
+    return f"picture of a {colour} {subject} {UNSEEN_PLACE_PHRASES[place]}, background: {UNSEEN_SCENE_PHRASES[scene]}"
+
+
 def random_painting(rng: np.random.Generator, *, include_held_out: bool = False) -> Painting:
     while True:
         colour = COLOURS[int(rng.integers(len(COLOURS)))].name

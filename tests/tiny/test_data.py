@@ -16,6 +16,7 @@ from app.tiny.data import (
     is_held_out,
     make_sample,
     render,
+    unseen_prompt,
 )
 from app.tiny.judge import judge
 
@@ -91,3 +92,11 @@ def test_subject_mask_covers_the_subject_where_the_caption_puts_it() -> None:
             inside = np.median(np.asarray(sample.image, dtype=np.float32)[mask > 0.9], axis=0)
             asked = np.array(COLOUR_BY_NAME[sample.painting.colour].rgb, dtype=np.float32)
             assert np.linalg.norm(inside - asked) < 60 or np.linalg.norm(inside - asked * 0.6) < 60
+
+
+def test_unseen_prompts_use_words_no_training_caption_does() -> None:
+    prompt = unseen_prompt("red", "boat", "left", "day")
+    assert prompt == "picture of a red boat placed on the left, background: blue daytime sky"
+    for index in range(300):
+        caption = make_sample(0, index).caption
+        assert "placed" not in caption and "background:" not in caption and "picture of" not in caption

@@ -9,17 +9,10 @@ import pytest
 
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
-from app.tiny.data import SCENES, held_out_triples
+from app.tiny.data import SCENES, held_out_triples, unseen_prompt
 from app.tiny.judge import judge
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-PLACE_WORDS = {
-    "left": "on the left",
-    "right": "on the right",
-    "top": "at the top",
-    "bottom": "at the bottom",
-    "centre": "in the centre",
-}
 # Of 12 images; set a little under what the committed weights score, so a retrain that loses
 # colour binding fails here (the bench measures it on all 77 held-out triples).
 MIN_COLOUR_HITS = 9
@@ -76,7 +69,7 @@ def test_unseen_combinations_land_on_the_asked_colour_and_place(registry: ModelR
         firsts.setdefault(colour, (colour, subject, place))
     hits = {"colour": 0, "place": 0}
     for number, (colour, subject, place) in enumerate(firsts.values()):
-        prompt = f"picture of a {colour} {subject} placed {PLACE_WORDS[place]}, background: {SCENES[number % 6].name}"
+        prompt = unseen_prompt(colour, subject, place, SCENES[number % len(SCENES)].name)
         spec = GenerationSpec(model="studio-tiny", prompt=prompt, seed=number, steps=20, guidance=5.0)
         verdict = judge(run(registry, spec, device="cpu").images[0])
         hits["colour"] += verdict.colour == colour
