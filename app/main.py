@@ -20,6 +20,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from app.api import admin as admin_api
 from app.api import auth as auth_api
 from app.api import brushes as brushes_api
+from app.api import events as events_api
 from app.api import feedback as feedback_api
 from app.api import galleries as galleries_api
 from app.api import generations as generations_api
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # ApiCsrf: cookie-session requests that change state must carry X-CSRF-Token (see app.deps.api_csrf).
     app.include_router(auth_api.router, prefix="/api")
     app.include_router(generations_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(events_api.router, prefix="/api")
     app.include_router(brushes_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(images_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(lineage_api.router, prefix="/api", dependencies=[ApiCsrf])

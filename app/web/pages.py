@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Generation, Mode, User
 from app.deps import CurrentUser, RegistryDep, SessionDep, SettingsDep, TemplatesDep
 from app.engine.registry import ModelRegistry
-from app.services import feedback, generations, sharing
+from app.services import feedback, generations, queue, sharing
 from app.services.errors import NotFound
 from app.web.brush_forms import DEFAULT_STYLE_STRENGTH, MAX_REFERENCES, STYLE_METHODS, StyleChip, visible_references
 from app.web.forms import SCHEDULERS, StudioForm, csrf_token
@@ -132,7 +132,7 @@ def generation_page(
         "is_owner": is_owner,
         "links": sharing.links_for(session, generation=generation) if is_owner else [],
         "base_url": str(request.base_url).rstrip("/"),
-        "queue_position": generations.queue_position(session, generation),
+        "queue_position": queue.queue_position(session, generation),
         "csrf_token": csrf_token(request),
         "active": "",
     }

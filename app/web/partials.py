@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode
 from app.deps import BusDep, CurrentUser, DispatchDep, RegistryDep, SessionDep, SettingsDep, TemplatesDep
-from app.services import estimates, generations
+from app.services import estimates, generations, queue
 from app.services.compose import new_generation
 from app.services.errors import Conflict, StudioError
 from app.web.forms import FormFields, StudioForm, check_csrf, csrf_token, parse_prompt_form
@@ -26,7 +26,7 @@ def is_htmx(request: Request) -> bool:
 def card_response(
     request: Request, templates: TemplatesDep, session: Session, generation: Generation, *, clear_errors: bool = False
 ) -> HTMLResponse:
-    queue_position = generations.queue_position(session, generation)
+    queue_position = queue.queue_position(session, generation)
     context = {
         "generation": generation,
         "images": generation.images,
@@ -127,7 +127,7 @@ def cancel(
     """Cancel the job and answer its card; a job that already ended just shows how it ended."""
     check_csrf(request, fields)
     try:
-        generation = generations.cancel(session, generation_id=generation_id, user=user)
+        generation = queue.cancel(session, generation_id=generation_id, user=user)
         bus.publish(generation.id, "status", {"status": generation.status.value})
     except Conflict:
         generation = generations.get_visible(session, generation_id=generation_id, user=user)

@@ -60,17 +60,17 @@ def _worker_context():  # type: ignore[no-untyped-def]
 
 @celery_app.task(name="studio.run_next_generation")
 def run_next_generation(hint_generation_id: int) -> int | None:
-    from app.services import generations
+    from app.services import queue
     from app.workers.jobs import execute
 
     settings, context = _worker_context()
     device = settings.device_list[0]
     worker = f"celery@{socket.gethostname()}:{os.getpid()}:{device}"
     with context.session_factory() as session:
-        generations.requeue_stale(
+        queue.requeue_stale(
             session, stale_after=timedelta(seconds=settings.stale_after_seconds), max_attempts=settings.max_attempts
         )
-        job = generations.claim(session, worker=worker, warm_models=context.registry.warm_models(device))
+        job = queue.claim(session, worker=worker, warm_models=context.registry.warm_models(device))
         job_id = job.id if job is not None else None
     if job_id is None:
         return None

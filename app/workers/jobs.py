@@ -17,18 +17,14 @@ from typing import Any
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import Generation, Mode, Status
-from app.db.models import Image as ImageRow
-from app.engine.inpaint import Outpaint
+from app.db.models import Generation, Status
 from app.engine.registry import ModelRegistry
-from app.engine.runner import Cancelled, GenerationResult, GenerationSpec, InterpolationTarget, StepProgress, run
-from app.engine.style import StyleReference
-from app.services import generations
-from app.services.imageio import to_mask
-from app.services.images import load_pil
+from app.engine.runner import Cancelled, GenerationResult, StepProgress, run
+from app.services import queue
 from app.services.metadata import png_text_chunks
 from app.services.storage import ImageStore
 from app.workers.events import EventBus
+from app.workers.specs import png_parameters, spec_for
 
 logger = logging.getLogger(__name__)
 
@@ -46,89 +42,6 @@ def preview_data_url(image: PILImage.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="WEBP", quality=60)
     return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _load_image(
-    store: ImageStore, session: Session, image_id: int | None, *, rgb: bool = True
-) -> PILImage.Image | None:
-    if image_id is None:
-        return None
-    row = session.get(ImageRow, image_id)
-    if row is None:
-        raise ValueError(f"input image {image_id} no longer exists")
-    image = load_pil(store, row)
-    return image.convert("RGB") if rgb else image
-
-
-def spec_for(generation: Generation, session: Session, store: ImageStore) -> GenerationSpec:
-    """The engine's view of a generation row: plain values and decoded input images."""
-    params = dict(generation.params or {})
-    spec = GenerationSpec(
-        model=generation.model,
-        prompt=generation.prompt,
-        negative_prompt=generation.negative_prompt,
-        seed=generation.seed,
-        steps=generation.steps,
-        guidance=generation.guidance,
-        width=generation.width,
-        height=generation.height,
-        n_images=generation.n_images,
-        scheduler=generation.scheduler,
-        strength=generation.strength,
-        extra=params,
-    )
-    spec.init_image = _load_image(store, session, generation.source_image_id)
-    if generation.mode == Mode.INPAINT:
-        spec.mode = "inpaint"
-        # Kept as stored: a mask's alpha (transparent = keep) counts too.
-        mask = _load_image(store, session, generation.mask_image_id, rgb=False)
-        spec.mask_image = to_mask(mask) if mask is not None else None
-        if spec.mask_image is None and spec.init_image is not None:
-            spec.mask_image = PILImage.new("L", spec.init_image.size, 0)
-        spec.mask_blur = float(params.get("mask_blur", 4.0))
-        if params.get("outpaint"):
-            spec.outpaint = Outpaint(**params["outpaint"])
-    elif spec.init_image is not None:
-        spec.mode = "img2img"
-        spec.init_image = spec.init_image.resize((generation.width, generation.height), PILImage.Resampling.LANCZOS)
-    if generation.mode == Mode.STYLE:
-        weights = list(params.get("style_weights") or [1.0] * len(generation.style_image_ids))
-        spec.style_references = [
-            StyleReference(image=image, weight=float(weight))
-            for image_id, weight in zip(generation.style_image_ids, weights, strict=True)
-            if (image := _load_image(store, session, image_id)) is not None
-        ]
-        spec.style_strength = float(params.get("style_strength", 0.5))
-        spec.style_method = str(params.get("style_method", "shared-attention"))
-    walk = params.get("interpolate")
-    if isinstance(walk, dict):
-        # A walk from this row's prompt and seed to another generation's (see services.interpolation).
-        spec.interpolate_to = InterpolationTarget(
-            prompt=str(walk["prompt_b"]),
-            negative_prompt=str(walk.get("negative_prompt_b") or ""),
-            seed=int(walk["seed_b"]),
-            frames=int(walk.get("frames") or generation.n_images),
-        )
-    return spec
-
-
-def _parameters(generation: Generation, seed: int, index: int) -> dict[str, Any]:
-    return {
-        "generation_id": generation.id,
-        "index": index,
-        "mode": generation.mode.value,
-        "prompt": generation.prompt,
-        "negative_prompt": generation.negative_prompt,
-        "model": generation.model,
-        "scheduler": generation.scheduler,
-        "seed": seed,
-        "steps": generation.steps,
-        "guidance": generation.guidance,
-        "width": generation.width,
-        "height": generation.height,
-        "strength": generation.strength,
-        "parent_id": generation.parent_id,
-    }
 
 
 class _Heartbeat:
@@ -159,7 +72,7 @@ class _Heartbeat:
         while not self._done.wait(self._context.heartbeat_seconds):
             try:
                 with self._context.session_factory() as session:
-                    alive = generations.heartbeat(session, generation_id=self._generation_id, worker=self._worker)
+                    alive = queue.heartbeat(session, generation_id=self._generation_id, worker=self._worker)
             except Exception:  # a transient database error must not kill the job
                 logger.exception("heartbeat failed for generation %s", self._generation_id)
                 continue
@@ -185,7 +98,7 @@ def execute(context: JobContext, generation_id: int, *, worker: str, device: str
             result = run(context.registry, spec, device=device, on_step=on_step)
         outputs = _store_outputs(context, generation, result)
         with context.session_factory() as session:
-            kept = generations.complete(session, generation_id=generation_id, worker=worker, outputs=outputs)
+            kept = queue.complete(session, generation_id=generation_id, worker=worker, outputs=outputs)
         status = Status.SUCCEEDED if kept else _current_status(context, generation_id)
     except Cancelled:
         status = _current_status(context, generation_id)
@@ -193,7 +106,7 @@ def execute(context: JobContext, generation_id: int, *, worker: str, device: str
         logger.exception("generation %s failed", generation_id)
         message = _describe(error)
         with context.session_factory() as session:
-            generations.fail(session, generation_id=generation_id, worker=worker, error=message)
+            queue.fail(session, generation_id=generation_id, worker=worker, error=message)
         status = _current_status(context, generation_id)
     bus.publish(generation_id, "status", {"status": status.value})
     return status
@@ -210,15 +123,11 @@ def _progress_publisher(bus: EventBus, generation_id: int, stop: Callable[[], bo
     return on_step
 
 
-def _store_outputs(
-    context: JobContext, generation: Generation, result: GenerationResult
-) -> list[generations.OutputImage]:
+def _store_outputs(context: JobContext, generation: Generation, result: GenerationResult) -> list[queue.OutputImage]:
     outputs = []
     for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
-        stored = context.store.put_image(image, text_chunks=png_text_chunks(_parameters(generation, seed, index)))
-        outputs.append(
-            generations.OutputImage(sha256=stored.sha256, width=image.width, height=image.height, index=index)
-        )
+        stored = context.store.put_image(image, text_chunks=png_text_chunks(png_parameters(generation, seed, index)))
+        outputs.append(queue.OutputImage(sha256=stored.sha256, width=image.width, height=image.height, index=index))
     return outputs
 
 

@@ -9,7 +9,7 @@ import threading
 from datetime import timedelta
 
 from app.config import Settings
-from app.services import generations
+from app.services import queue
 from app.workers.jobs import JobContext, execute
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class WorkerPool:
     def start(self) -> None:
         with self.context.session_factory() as session:
             # Whatever was running here when the process last stopped was interrupted: retry it.
-            requeued = generations.requeue_interrupted(session, worker_prefix=worker_prefix())
+            requeued = queue.requeue_interrupted(session, worker_prefix=worker_prefix())
         if requeued:
             logger.info("requeued %d interrupted generations", requeued)
         for device in self.devices:
@@ -66,9 +66,7 @@ class WorkerPool:
         while not self._stop.is_set():
             try:
                 with self.context.session_factory() as session:
-                    job = generations.claim(
-                        session, worker=worker, warm_models=self.context.registry.warm_models(device)
-                    )
+                    job = queue.claim(session, worker=worker, warm_models=self.context.registry.warm_models(device))
                     job_id = job.id if job is not None else None
             except Exception:
                 logger.exception("claim failed on %s", device)
@@ -88,7 +86,7 @@ class WorkerPool:
         while not self._stop.wait(interval):
             try:
                 with self.context.session_factory() as session:
-                    generations.requeue_stale(
+                    queue.requeue_stale(
                         session,
                         stale_after=timedelta(seconds=self.settings.stale_after_seconds),
                         max_attempts=self.settings.max_attempts,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Status, User
-from app.services import estimates, generations
+from app.services import estimates, queue
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 
@@ -31,7 +31,7 @@ def test_no_finished_job_means_no_estimate(
 ) -> None:
     alice = make_user(session)
     queued = make_generation(session, alice)
-    position = generations.queue_position(session, queued)
+    position = queue.queue_position(session, queued)
     assert position == 0
     assert estimates.wait_seconds(session, queued, queue_position=position) is None
     assert estimates.describe(None) is None
@@ -47,7 +47,7 @@ def test_the_wait_counts_the_jobs_ahead_at_the_models_typical_run_time(
     make_generation(session, alice)
     make_generation(session, alice)
     third = make_generation(session, alice)
-    position = generations.queue_position(session, third)
+    position = queue.queue_position(session, third)
     assert position == 2
     assert estimates.typical_run_seconds(session, model="studio-tiny") == 6
     assert estimates.wait_seconds(session, third, queue_position=position) == 18

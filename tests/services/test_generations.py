@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.base import utcnow
 from app.db.models import Generation, Image, ImageKind, Mode, Role, Status, User
-from app.services import generations
+from app.services import generations, queue
 from app.services.errors import Conflict, NotFound
-from app.services.generations import NewGeneration, OutputImage
+from app.services.generations import NewGeneration
+from app.services.queue import OutputImage
 
 MakeUser = Callable[..., User]
 MakeGeneration = Callable[..., Generation]
@@ -47,7 +48,7 @@ def _output_shas(session: Session, generation_id: int) -> list[str]:
 
 def _claim_all(session: Session, worker: str = "w1") -> list[int]:
     claimed = []
-    while (job := generations.claim(session, worker=worker)) is not None:
+    while (job := queue.claim(session, worker=worker)) is not None:
         claimed.append(job.id)
     return claimed
 
@@ -108,7 +109,7 @@ def test_enqueue_refuses_another_users_image(session: Session, make_user: MakeUs
 
 
 def test_claim_returns_none_on_an_empty_queue(session: Session) -> None:
-    assert generations.claim(session, worker="w1") is None
+    assert queue.claim(session, worker="w1") is None
 
 
 def test_claim_marks_the_job_running_under_the_worker(
@@ -116,14 +117,14 @@ def test_claim_marks_the_job_running_under_the_worker(
 ) -> None:
     job = make_generation(session, owner=make_user(session))
 
-    claimed = generations.claim(session, worker="cpu-0")
+    claimed = queue.claim(session, worker="cpu-0")
 
     assert claimed is not None and claimed.id == job.id
     assert claimed.status == Status.RUNNING
     assert claimed.worker == "cpu-0"
     assert claimed.attempts == 1
     assert claimed.claimed_at is not None and claimed.heartbeat_at is not None and claimed.started_at is not None
-    assert generations.claim(session, worker="cpu-1") is None
+    assert queue.claim(session, worker="cpu-1") is None
 
 
 def test_claim_order_gives_each_user_a_turn(
@@ -144,9 +145,9 @@ def test_a_single_worker_finishing_each_job_still_alternates_users(
     b1, b2 = (make_generation(session, owner=bob) for _ in range(2))
 
     order = []
-    while (job := generations.claim(session, worker="w1")) is not None:
+    while (job := queue.claim(session, worker="w1")) is not None:
         order.append(job.id)
-        assert generations.complete(session, generation_id=job.id, worker="w1", outputs=[])
+        assert queue.complete(session, generation_id=job.id, worker="w1", outputs=[])
 
     assert order == [a1.id, b1.id, a2.id, b2.id, a3.id]
 
@@ -169,8 +170,8 @@ def test_claim_prefers_a_warm_model_among_equals(
     cold = make_generation(session, owner=alice, model="sd15")
     warm = make_generation(session, owner=bob, model="studio-tiny")
 
-    first = generations.claim(session, worker="w1", warm_models=["studio-tiny"])
-    second = generations.claim(session, worker="w1", warm_models=["studio-tiny"])
+    first = queue.claim(session, worker="w1", warm_models=["studio-tiny"])
+    second = queue.claim(session, worker="w1", warm_models=["studio-tiny"])
 
     assert first is not None and first.id == warm.id
     assert second is not None and second.id == cold.id
@@ -184,9 +185,9 @@ def test_a_warm_model_never_takes_another_users_turn(
     b1 = make_generation(session, owner=bob, model="sd15")
 
     order = []
-    while (job := generations.claim(session, worker="w1", warm_models=["studio-tiny"])) is not None:
+    while (job := queue.claim(session, worker="w1", warm_models=["studio-tiny"])) is not None:
         order.append(job.id)
-        generations.complete(session, generation_id=job.id, worker="w1", outputs=[])
+        queue.complete(session, generation_id=job.id, worker="w1", outputs=[])
 
     assert order == [a1.id, b1.id, a2.id]
 
@@ -216,7 +217,7 @@ def test_concurrent_workers_claim_every_job_exactly_once(
         try:
             with session_factory() as own_session:
                 start.wait()
-                while (job := generations.claim(own_session, worker=name)) is not None:
+                while (job := queue.claim(own_session, worker=name)) is not None:
                     mine.append(job.id)
         except BaseException as error:  # surfaced below, in the test's thread
             errors.append(error)
@@ -245,26 +246,26 @@ def test_heartbeat_refreshes_a_running_job(
     session: Session, make_user: MakeUser, make_generation: MakeGeneration
 ) -> None:
     make_generation(session, owner=make_user(session))
-    job = generations.claim(session, worker="w1")
+    job = queue.claim(session, worker="w1")
     assert job is not None
     session.execute(update(Generation).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
     session.commit()
 
-    assert generations.heartbeat(session, generation_id=job.id, worker="w1")
+    assert queue.heartbeat(session, generation_id=job.id, worker="w1")
     session.refresh(job)
     assert job.heartbeat_at is not None and job.heartbeat_at > utcnow() - timedelta(minutes=1)
-    assert not generations.heartbeat(session, generation_id=job.id, worker="someone-else")
+    assert not queue.heartbeat(session, generation_id=job.id, worker="someone-else")
 
 
 def test_cancel_a_queued_job(session: Session, make_user: MakeUser, make_generation: MakeGeneration) -> None:
     alice = make_user(session)
     job = make_generation(session, owner=alice)
 
-    cancelled = generations.cancel(session, generation_id=job.id, user=alice)
+    cancelled = queue.cancel(session, generation_id=job.id, user=alice)
 
     assert cancelled.status == Status.CANCELLED and cancelled.finished_at is not None
-    assert generations.is_cancelled(session, generation_id=job.id)
-    assert generations.claim(session, worker="w1") is None
+    assert queue.is_cancelled(session, generation_id=job.id)
+    assert queue.claim(session, worker="w1") is None
 
 
 def test_cancel_a_running_job_stops_its_heartbeat(
@@ -272,14 +273,14 @@ def test_cancel_a_running_job_stops_its_heartbeat(
 ) -> None:
     alice = make_user(session)
     make_generation(session, owner=alice)
-    job = generations.claim(session, worker="w1")
+    job = queue.claim(session, worker="w1")
     assert job is not None
-    assert not generations.is_cancelled(session, generation_id=job.id)
+    assert not queue.is_cancelled(session, generation_id=job.id)
 
-    generations.cancel(session, generation_id=job.id, user=alice)
+    queue.cancel(session, generation_id=job.id, user=alice)
 
-    assert generations.is_cancelled(session, generation_id=job.id)
-    assert not generations.heartbeat(session, generation_id=job.id, worker="w1")
+    assert queue.is_cancelled(session, generation_id=job.id)
+    assert not queue.heartbeat(session, generation_id=job.id, worker="w1")
 
 
 def test_cancel_a_finished_job_is_a_conflict(
@@ -289,7 +290,7 @@ def test_cancel_a_finished_job_is_a_conflict(
     for status in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED):
         job = make_generation(session, owner=alice, status=status)
         with pytest.raises(Conflict):
-            generations.cancel(session, generation_id=job.id, user=alice)
+            queue.cancel(session, generation_id=job.id, user=alice)
 
 
 def test_cancel_another_users_job_is_not_found_but_admins_may(
@@ -300,11 +301,11 @@ def test_cancel_another_users_job_is_not_found_but_admins_may(
     job = make_generation(session, owner=alice)
 
     with pytest.raises(NotFound):
-        generations.cancel(session, generation_id=job.id, user=bob)
+        queue.cancel(session, generation_id=job.id, user=bob)
     with pytest.raises(NotFound):
-        generations.cancel(session, generation_id=999_999, user=alice)
+        queue.cancel(session, generation_id=999_999, user=alice)
 
-    assert generations.cancel(session, generation_id=job.id, user=admin).status == Status.CANCELLED
+    assert queue.cancel(session, generation_id=job.id, user=admin).status == Status.CANCELLED
 
 
 # --- complete, fail ---------------------------------------------------------------------------
@@ -315,10 +316,10 @@ def test_complete_records_outputs_and_succeeds(
 ) -> None:
     alice = make_user(session)
     make_generation(session, owner=alice, n_images=2)
-    job = generations.claim(session, worker="w1")
+    job = queue.claim(session, worker="w1")
     assert job is not None
 
-    assert generations.complete(session, generation_id=job.id, worker="w1", outputs=_outputs("a" * 64, "b" * 64))
+    assert queue.complete(session, generation_id=job.id, worker="w1", outputs=_outputs("a" * 64, "b" * 64))
 
     session.refresh(job)
     assert job.status == Status.SUCCEEDED and job.finished_at is not None
@@ -332,19 +333,19 @@ def test_complete_is_idempotent_across_a_rerun(
     session: Session, make_user: MakeUser, make_generation: MakeGeneration
 ) -> None:
     make_generation(session, owner=make_user(session))
-    job = generations.claim(session, worker="w1")
+    job = queue.claim(session, worker="w1")
     assert job is not None
-    assert generations.complete(session, generation_id=job.id, worker="w1", outputs=_outputs("a" * 64))
+    assert queue.complete(session, generation_id=job.id, worker="w1", outputs=_outputs("a" * 64))
     # The same worker reporting twice changes nothing.
-    assert not generations.complete(session, generation_id=job.id, worker="w1", outputs=_outputs("x" * 64))
+    assert not queue.complete(session, generation_id=job.id, worker="w1", outputs=_outputs("x" * 64))
     assert _output_shas(session, job.id) == ["a" * 64]
 
     # The job runs again (its first run's worker was presumed dead and it went back to the queue).
     session.execute(update(Generation).where(Generation.id == job.id).values(status=Status.QUEUED, worker=None))
     session.commit()
-    rerun = generations.claim(session, worker="w2")
+    rerun = queue.claim(session, worker="w2")
     assert rerun is not None and rerun.id == job.id and rerun.attempts == 2
-    assert generations.complete(session, generation_id=job.id, worker="w2", outputs=_outputs("c" * 64))
+    assert queue.complete(session, generation_id=job.id, worker="w2", outputs=_outputs("c" * 64))
 
     assert _output_shas(session, job.id) == ["c" * 64]
 
@@ -353,15 +354,15 @@ def test_complete_after_a_requeue_writes_nothing_for_the_old_worker(
     session: Session, make_user: MakeUser, make_generation: MakeGeneration
 ) -> None:
     make_generation(session, owner=make_user(session))
-    job = generations.claim(session, worker="w1")
+    job = queue.claim(session, worker="w1")
     assert job is not None
     session.execute(update(Generation).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
     session.commit()
-    assert generations.requeue_stale(session, stale_after=timedelta(seconds=60), max_attempts=3) == 1
-    assert generations.claim(session, worker="w2") is not None
+    assert queue.requeue_stale(session, stale_after=timedelta(seconds=60), max_attempts=3) == 1
+    assert queue.claim(session, worker="w2") is not None
 
-    assert not generations.complete(session, generation_id=job.id, worker="w1", outputs=_outputs("a" * 64))
-    assert generations.complete(session, generation_id=job.id, worker="w2", outputs=_outputs("b" * 64))
+    assert not queue.complete(session, generation_id=job.id, worker="w1", outputs=_outputs("a" * 64))
+    assert queue.complete(session, generation_id=job.id, worker="w2", outputs=_outputs("b" * 64))
     assert _output_shas(session, job.id) == ["b" * 64]
 
 
@@ -370,11 +371,11 @@ def test_complete_after_cancel_writes_nothing(
 ) -> None:
     alice = make_user(session)
     make_generation(session, owner=alice)
-    job = generations.claim(session, worker="w1")
+    job = queue.claim(session, worker="w1")
     assert job is not None
-    generations.cancel(session, generation_id=job.id, user=alice)
+    queue.cancel(session, generation_id=job.id, user=alice)
 
-    assert not generations.complete(session, generation_id=job.id, worker="w1", outputs=_outputs("a" * 64))
+    assert not queue.complete(session, generation_id=job.id, worker="w1", outputs=_outputs("a" * 64))
 
     session.refresh(job)
     assert job.status == Status.CANCELLED
@@ -385,14 +386,14 @@ def test_fail_records_the_error_only_for_the_running_worker(
     session: Session, make_user: MakeUser, make_generation: MakeGeneration
 ) -> None:
     make_generation(session, owner=make_user(session))
-    job = generations.claim(session, worker="w1")
+    job = queue.claim(session, worker="w1")
     assert job is not None
 
-    generations.fail(session, generation_id=job.id, worker="w2", error="not mine")
+    queue.fail(session, generation_id=job.id, worker="w2", error="not mine")
     session.refresh(job)
     assert job.status == Status.RUNNING
 
-    generations.fail(session, generation_id=job.id, worker="w1", error="model sd15 is not installed")
+    queue.fail(session, generation_id=job.id, worker="w1", error="model sd15 is not installed")
     session.refresh(job)
     assert (job.status, job.error) == (Status.FAILED, "model sd15 is not installed")
     assert job.finished_at is not None
@@ -407,21 +408,21 @@ def test_requeue_stale_returns_silent_jobs_to_the_queue(
     alice = make_user(session)
     make_generation(session, owner=alice)
     make_generation(session, owner=alice)
-    silent = generations.claim(session, worker="w1")
-    alive = generations.claim(session, worker="w2")
+    silent = queue.claim(session, worker="w1")
+    alive = queue.claim(session, worker="w2")
     assert silent is not None and alive is not None
     session.execute(
         update(Generation).where(Generation.id == silent.id).values(heartbeat_at=utcnow() - timedelta(minutes=5))
     )
     session.commit()
 
-    assert generations.requeue_stale(session, stale_after=timedelta(seconds=60), max_attempts=3) == 1
+    assert queue.requeue_stale(session, stale_after=timedelta(seconds=60), max_attempts=3) == 1
 
     session.refresh(silent)
     session.refresh(alive)
     assert (silent.status, silent.worker) == (Status.QUEUED, None)
     assert alive.status == Status.RUNNING
-    assert not generations.heartbeat(session, generation_id=silent.id, worker="w1")
+    assert not queue.heartbeat(session, generation_id=silent.id, worker="w1")
 
 
 def test_requeue_stale_fails_a_job_after_max_attempts(
@@ -430,16 +431,16 @@ def test_requeue_stale_fails_a_job_after_max_attempts(
     job = make_generation(session, owner=make_user(session))
     stale = timedelta(seconds=60)
     for attempt in range(1, 4):
-        claimed = generations.claim(session, worker=f"w{attempt}")
+        claimed = queue.claim(session, worker=f"w{attempt}")
         assert claimed is not None and claimed.attempts == attempt
         session.execute(update(Generation).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
         session.commit()
-        assert generations.requeue_stale(session, stale_after=stale, max_attempts=3) == 1
+        assert queue.requeue_stale(session, stale_after=stale, max_attempts=3) == 1
 
     session.refresh(job)
     assert job.status == Status.FAILED
     assert job.error is not None and "3 attempts" in job.error
-    assert generations.claim(session, worker="w4") is None
+    assert queue.claim(session, worker="w4") is None
 
 
 def test_requeue_interrupted_returns_this_pools_running_jobs(
@@ -450,7 +451,7 @@ def test_requeue_interrupted_returns_this_pools_running_jobs(
     other = make_generation(session, owner=alice, status=Status.RUNNING, worker="host2:pid9:cpu-0", attempts=1)
     done = make_generation(session, owner=alice, status=Status.SUCCEEDED, worker="host1:pid7:cpu-0")
 
-    assert generations.requeue_interrupted(session, worker_prefix="host1:") == 1
+    assert queue.requeue_interrupted(session, worker_prefix="host1:") == 1
 
     for row in (mine, other, done):
         session.refresh(row)
@@ -464,8 +465,8 @@ def test_requeue_interrupted_treats_the_prefix_literally(
 ) -> None:
     make_generation(session, owner=make_user(session), status=Status.RUNNING, worker="pool_a-cpu-0")
 
-    assert generations.requeue_interrupted(session, worker_prefix="pool%") == 0
-    assert generations.requeue_interrupted(session, worker_prefix="pool_a") == 1
+    assert queue.requeue_interrupted(session, worker_prefix="pool%") == 0
+    assert queue.requeue_interrupted(session, worker_prefix="pool_a") == 1
 
 
 # --- queue position ---------------------------------------------------------------------------
@@ -478,13 +479,13 @@ def test_queue_position_follows_the_fair_order(
     a1, a2, a3 = (make_generation(session, owner=alice) for _ in range(3))
     b1 = make_generation(session, owner=bob)
 
-    positions = {job.id: generations.queue_position(session, job) for job in (a1, a2, a3, b1)}
+    positions = {job.id: queue.queue_position(session, job) for job in (a1, a2, a3, b1)}
     assert positions == {a1.id: 0, b1.id: 1, a2.id: 2, a3.id: 3}
 
-    claimed = generations.claim(session, worker="w1")
+    claimed = queue.claim(session, worker="w1")
     assert claimed is not None and claimed.id == a1.id
-    assert generations.queue_position(session, claimed) is None
-    assert generations.queue_position(session, b1) == 0
+    assert queue.queue_position(session, claimed) is None
+    assert queue.queue_position(session, b1) == 0
 
 
 # --- reading ----------------------------------------------------------------------------------

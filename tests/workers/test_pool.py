@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.models import Generation, Status, User
-from app.services import generations
+from app.services import queue
 from app.workers.jobs import JobContext
 from app.workers.pool import WorkerPool, worker_prefix
 from tests.tiny_pipeline import TINY
@@ -96,7 +96,7 @@ def test_cancelling_a_running_job_ends_it_cancelled_without_images(
     else:
         raise AssertionError("the job never reported progress")
     with session_factory() as cancelling:
-        generations.cancel(cancelling, generation_id=long_job.id, user=owner)
+        queue.cancel(cancelling, generation_id=long_job.id, user=owner)
 
     done = wait_status(session_factory, long_job.id, FINAL)
     for _ in range(2400):  # the worker reports the end after it stops the engine
