@@ -18,6 +18,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./data")
     database_url: str | None = None
+    # Connections each web or worker process keeps to PostgreSQL (SQLite has no pool to size).
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
     models_dir: Path = Path("./models")
     default_model: str = "studio-tiny"
     # "cpu", or a comma-separated list such as "cuda:0,cuda:1"; empty means every GPU, else cpu.

@@ -20,6 +20,12 @@ from app.workers.events import EventBus
 
 
 def get_session(request: Request) -> Iterator[Session]:
+    """The request's session; closed (its connection back in the pool) once the route has returned.
+
+    ``SessionDep`` gives it scope="function": FastAPI ends it after the route and the response
+    model have run, before the body is sent. A streamed body (server-sent events, files) so
+    holds no connection while a slow client reads it; such a body opens its own short sessions.
+    """
     with request.app.state.session_factory() as session:
         yield session
 
@@ -54,7 +60,7 @@ def get_templates(request: Request) -> Jinja2Templates:
     return templates
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
@@ -82,7 +88,9 @@ def optional_user(request: Request, session: SessionDep, settings: SettingsDep) 
     """Who the request acts for: a Bearer token, else the signed session, else (local mode) the local artist.
 
     How it was decided is kept on ``request.state.auth`` (bearer, session, local or None): the
-    CSRF check depends on it.
+    CSRF check depends on it. The user belongs to the route's ``SessionDep`` session and is
+    released with it when the route returns (detached, its columns still loaded), so no user
+    holds a connection while a response streams.
     """
     request.state.auth = None
     clear = _bearer(request)

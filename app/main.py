@@ -127,7 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Paint with diffusion models: prompts, style references, inpainting.",
         lifespan=lifespan,
     )
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(
+        settings.sqlalchemy_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
     app.state.settings = settings
     app.state.db_engine = engine
     app.state.session_factory = make_session_factory(engine)

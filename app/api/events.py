@@ -8,28 +8,27 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
+from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.db.models import Generation, Status, User
-from app.deps import BusDep, CurrentUser
+from app.db.models import Generation, Status
+from app.deps import BusDep, CurrentUser, SessionDep
 from app.services import generations
+from app.workers.events import EventBus
 
 router = APIRouter(tags=["generations"])
 
-
-def _final_status(request: Request, generation_id: int) -> Status | None:
-    with request.app.state.session_factory() as session:
-        generation = session.get(Generation, generation_id)
-        if generation is None:
-            return Status.FAILED
-        return generation.status if generation.status.is_final else None
+# How often a quiet stream asks the database whether its job ended, and how often it reads the bus.
+FINAL_CHECK_SECONDS = 1.0
+POLL_SECONDS = 0.1
 
 
 @router.get("/generations/{generation_id}/events")
-async def generation_events(
+def generation_events(
     generation_id: int,
     request: Request,
+    session: SessionDep,
     user: CurrentUser,
     bus: BusDep,
     last_event_id: Annotated[str | None, Header()] = None,
@@ -39,35 +38,45 @@ async def generation_events(
     A client that reconnects with ``Last-Event-ID`` gets only what it missed. The stream ends
     after a final status; the database is consulted too, so a job that ended before the client
     connected (or whose events were forgotten) still closes the stream.
+
+    The user and the visibility check use the request's session, which is closed when this
+    function returns (see ``app.deps.get_session``): an open stream holds no connection, and
+    each final-status check borrows one only for its query.
     """
-    await run_in_threadpool(_check_visible, request, generation_id, user)
+    generations.get_visible(session, generation_id=generation_id, user=user)
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else -1
+    stream = _stream(generation_id, after, bus=bus, session_factory=request.app.state.session_factory)
+    return EventSourceResponse(stream, ping=15)
 
-    async def stream() -> AsyncIterator[dict[str, str]]:
-        nonlocal after
-        idle = 0.0
-        while True:
-            events = await run_in_threadpool(bus.read, generation_id, after)
-            for event in events:
-                after = event.id
-                yield {"event": event.name, "id": str(event.id), "data": json.dumps(event.data)}
-                if event.name == "status" and Status(event.data["status"]).is_final:
+
+async def _stream(
+    generation_id: int, after: int, *, bus: EventBus, session_factory: sessionmaker[Session]
+) -> AsyncIterator[dict[str, str]]:
+    quiet = 0.0
+    while True:
+        events = await run_in_threadpool(bus.read, generation_id, after)
+        for event in events:
+            after = event.id
+            yield {"event": event.name, "id": str(event.id), "data": json.dumps(event.data)}
+            if event.name == "status" and Status(event.data["status"]).is_final:
+                return
+        if events:
+            quiet = 0.0
+        else:
+            quiet += POLL_SECONDS
+            if quiet >= FINAL_CHECK_SECONDS:
+                quiet = 0.0
+                final = await run_in_threadpool(_final_status, session_factory, generation_id)
+                if final is not None:
+                    yield {"event": "status", "data": json.dumps({"status": final.value})}
                     return
-            if events:
-                idle = 0.0
-            else:
-                idle += 0.1
-                if idle >= 1.0:
-                    idle = 0.0
-                    final = await run_in_threadpool(_final_status, request, generation_id)
-                    if final is not None:
-                        yield {"event": "status", "data": json.dumps({"status": final.value})}
-                        return
-                await asyncio.sleep(0.1)
-
-    return EventSourceResponse(stream(), ping=15)
+            await asyncio.sleep(POLL_SECONDS)
 
 
-def _check_visible(request: Request, generation_id: int, user: User) -> None:
-    with request.app.state.session_factory() as session:
-        generations.get_visible(session, generation_id=generation_id, user=user)
+def _final_status(session_factory: sessionmaker[Session], generation_id: int) -> Status | None:
+    """The job's status if it has ended, else None; in a session of its own, closed at once."""
+    with session_factory() as session:
+        generation = session.get(Generation, generation_id)
+        if generation is None:
+            return Status.FAILED
+        return generation.status if generation.status.is_final else None

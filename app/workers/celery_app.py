@@ -50,7 +50,9 @@ def _worker_context():  # type: ignore[no-untyped-def]
 
     settings = get_settings()
     return settings, JobContext(
-        session_factory=make_session_factory(make_engine(settings.sqlalchemy_url)),
+        session_factory=make_session_factory(
+            make_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+        ),
         registry=ModelRegistry(settings.models_dir, cache_size=settings.pipeline_cache_size),
         store=ImageStore(settings.images_dir),
         bus=RedisEventBus(settings.redis_url),
