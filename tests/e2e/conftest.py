@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from app.config import Settings
-from app.main import create_app
-from tests.tiny_pipeline import build_tiny_pipeline
+from tests.live_server import free_port, running_studio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The repository's models folder; STUDIO_E2E_MODELS_DIR points the test at another one (for
@@ -33,40 +27,14 @@ CHROMIUM_ARGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def e2e_models_dir(tmp_path: Path) -> Path:
-    """The trained studio-tiny when there is one, else a tiny seeded pipeline under its name."""
-    if (MODELS_DIR / "studio-tiny" / "model_index.json").is_file():
-        return MODELS_DIR
-    root = tmp_path / "models"
-    build_tiny_pipeline(root / "studio-tiny", seed=0)
-    return root
-
-
-@contextmanager
-def running_studio(settings: Settings) -> Iterator[str]:
-    """Serves ``create_app(settings)`` with uvicorn in a background thread until the block ends."""
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the studio server did not start within 30 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://{settings.host}:{settings.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+def e2e_models_dir() -> Path:
+    """The folder holding the trained studio-tiny; the browser tests skip, saying so, without it."""
+    if not (MODELS_DIR / "studio-tiny" / "model_index.json").is_file():
+        pytest.skip(
+            f"the trained studio-tiny is not in {MODELS_DIR} (train it with `studio train-tiny`, or point "
+            "STUDIO_E2E_MODELS_DIR at a folder holding one); a random stand-in would not test the studio"
+        )
+    return MODELS_DIR
 
 
 @pytest.fixture
@@ -77,7 +45,7 @@ def live_server(tmp_path: Path, db_url: str) -> Iterator[str]:
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path / "data",
         database_url=db_url,
-        models_dir=e2e_models_dir(tmp_path),
+        models_dir=e2e_models_dir(),
         default_model="studio-tiny",
         devices="cpu",
         auth="local",
