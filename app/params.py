@@ -1,8 +1,285 @@
-"""Generation parameters: the names every layer shares, without importing the engine."""
+"""Generation parameters: the one description of what a painting is asked with and recorded as.
+
+Every layer reads this module instead of listing parameters itself: the request models
+(``app.schemas``) build on ``ParameterFields``; the ``Generation`` row has a column per
+``Parameters`` field and keeps the mode-specific ones as ``JobParams`` (typed, stored as JSON);
+the worker maps ``Parameters`` onto the engine's spec by name; the PNG chunks, the lineage diff,
+the studio form and the API answer all iterate ``Parameters``' fields with their titles.
+Adding a parameter means a field here (and a column, with its migration) plus the code that uses it.
+
+Nothing here imports torch, the database or the web framework, so any layer may import it.
+"""
 
 from __future__ import annotations
 
-# The engine's scheduler table (app.engine.runner.SCHEDULERS) is keyed by these names;
-# tests/test_light_imports.py checks the two agree, so the web side can validate a name without loading diffusers.
-SCHEDULER_NAMES: tuple[str, ...] = ("ddim", "euler", "euler-a", "dpm++-2m", "dpm++-2m-karras", "unipc", "pndm", "ddpm")
-DEFAULT_SCHEDULER = "dpm++-2m"
+import enum
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The engine's scheduler table (app.engine.runner.SCHEDULERS) is checked against these names.
+SchedulerName = Literal["ddim", "euler", "euler-a", "dpm++-2m", "dpm++-2m-karras", "unipc", "pndm", "ddpm"]
+SCHEDULER_NAMES: tuple[str, ...] = SchedulerName.__args__  # type: ignore[attr-defined]
+DEFAULT_SCHEDULER: SchedulerName = "dpm++-2m"
+
+MIN_SIDE, MAX_SIDE = 64, 2048
+MAX_PIXELS = 2048 * 2048
+MAX_PROMPT = 2000
+MAX_SEED = 2**32 - 1
+
+Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT, title="prompt")]
+NegativePrompt = Annotated[str, Field(max_length=MAX_PROMPT, title="negative prompt")]
+ModelName = Annotated[str, Field(max_length=128, title="model")]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, title="seed")]
+Steps = Annotated[int, Field(ge=1, le=150, title="steps")]
+Guidance = Annotated[float, Field(ge=0.0, le=30.0, title="guidance")]
+ImageCount = Annotated[int, Field(ge=1, le=8, title="number of images")]
+Strength = Annotated[float, Field(gt=0.0, le=1.0, title="strength")]
+
+
+def check_side(name: str, value: int | None) -> int | None:
+    if value is not None and (value % 8 or not MIN_SIDE <= value <= MAX_SIDE):
+        raise ValueError(f"{name} must be a multiple of 8 between {MIN_SIDE} and {MAX_SIDE} (got {value})")
+    return value
+
+
+def fit_side(value: int) -> int:
+    """A side the pipelines accept: a multiple of 8 within bounds."""
+    return max(MIN_SIDE, min(MAX_SIDE, value - value % 8))
+
+
+class Mode(enum.StrEnum):
+    TXT2IMG = "txt2img"
+    STYLE = "style"
+    INPAINT = "inpaint"
+
+
+class Action(enum.StrEnum):
+    """What kind of step made a generation from its parent."""
+
+    REFINE = "refine"
+    VARY = "vary"
+    REMIX = "remix"
+    INPAINT = "inpaint"
+    STYLE = "style"
+    INTERPOLATE = "interpolate"
+
+
+StyleMethod = Literal["shared-attention", "ip-adapter"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The parameters every generation has (one column each on the Generation row)
+
+
+class Parameters(BaseModel):
+    """A generation's parameters as recorded; built from a row with ``Parameters.of(row)``.
+
+    Each field's title is how a person reads its name (forms, lineage edges, error messages).
+    """
+
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    prompt: str = Field(title="prompt")
+    negative_prompt: str = Field(default="", title="negative prompt")
+    model: str = Field(title="model")
+    scheduler: str = Field(title="scheduler")
+    seed: int = Field(title="seed")
+    steps: int = Field(title="steps")
+    guidance: float = Field(title="guidance")
+    width: int = Field(title="width")
+    height: int = Field(title="height")
+    n_images: int = Field(default=1, title="number of images")
+    strength: float | None = Field(default=None, title="strength")
+
+    @classmethod
+    def of(cls, source: Any) -> Parameters:
+        """The parameters of a row, a request resolved against its model, or anything with these attributes."""
+        return cls.model_validate(source, from_attributes=True)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(cls.model_fields)
+
+    @classmethod
+    def label(cls, name: str) -> str:
+        field = cls.model_fields.get(name)
+        return field.title if field is not None and field.title else name.replace("_", " ")
+
+
+class ParameterFields(BaseModel):
+    """The parameters as a request gives them: bounded, and optional where the model has a default.
+
+    The JSON API's request models and the studio form both validate through subclasses of this.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+
+    prompt: Prompt
+    negative_prompt: NegativePrompt = ""
+    model: ModelName | None = None
+    seed: Seed | None = None
+    steps: Steps = 20
+    guidance: Guidance = 7.0
+    width: int | None = Field(default=None, title="width")
+    height: int | None = Field(default=None, title="height")
+    n_images: ImageCount = 1
+    scheduler: SchedulerName = DEFAULT_SCHEDULER
+    parent_id: int | None = Field(default=None, ge=1, le=2**31 - 1, title="refined generation")
+
+    @field_validator("width")
+    @classmethod
+    def _width(cls, value: int | None) -> int | None:
+        return check_side("width", value)
+
+    @field_validator("height")
+    @classmethod
+    def _height(cls, value: int | None) -> int | None:
+        return check_side("height", value)
+
+    @model_validator(mode="after")
+    def _pixels(self) -> ParameterFields:
+        if self.width and self.height and self.width * self.height * self.n_images > MAX_PIXELS * 2:
+            raise ValueError(
+                f"{self.n_images} images of {self.width}x{self.height} are too many pixels for one job; "
+                "lower n_images or the size"
+            )
+        return self
+
+    @classmethod
+    def label(cls, name: str) -> str:
+        field = cls.model_fields.get(name)
+        return field.title if field is not None and field.title else name.replace("_", " ")
+
+
+# ---------------------------------------------------------------------------------------------
+# What a mode or a step adds (Generation.params, stored as JSON under these exact keys)
+
+
+class Outpaint(BaseModel):
+    """Pixels added on each side of the canvas before inpainting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    left: int = Field(default=0, ge=0, le=1024, multiple_of=8)
+    right: int = Field(default=0, ge=0, le=1024, multiple_of=8)
+    top: int = Field(default=0, ge=0, le=1024, multiple_of=8)
+    bottom: int = Field(default=0, ge=0, le=1024, multiple_of=8)
+
+    @property
+    def extends(self) -> bool:
+        return any((self.left, self.right, self.top, self.bottom))
+
+
+class RemixOrigin(BaseModel):
+    """Whose generation a remix started from, kept even when the original can't be seen."""
+
+    model_config = ConfigDict(frozen=True)
+
+    generation_id: int
+    user_id: int
+    username: str | None = None
+
+
+class InterpolationWalk(BaseModel):
+    """Where an interpolation walks to: the end generation's prompt and seed, in ``frames`` frames."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    # Stored as "from", as rows before this model have it.
+    start: int = Field(validation_alias=AliasChoices("from", "start"), serialization_alias="from")
+    to: int
+    frames: int
+    prompt_b: str
+    negative_prompt_b: str = ""
+    seed_b: int
+
+
+class JobParams(BaseModel):
+    """The mode- and step-specific parameters of a generation; absent ones are None.
+
+    Stored in the ``params`` JSON column with these keys (``exclude_none``), so rows written
+    before this model existed read back unchanged.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    # the kind of step that made it from its parent (see app.services.steps)
+    action: Action | None = None
+    remix_of: RemixOrigin | None = None
+    # style reference
+    style_weights: list[float] | None = None
+    style_strength: float | None = None
+    style_method: StyleMethod | None = None
+    # inpaint and outpaint
+    mask_blur: float | None = None
+    outpaint: Outpaint | None = None
+    # interpolation
+    interpolate: InterpolationWalk | None = None
+    # a cell of a seed grid or prompt matrix
+    batch: str | None = None
+    batch_kind: str | None = None
+    batch_index: int | None = None
+    batch_label: str | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON kept in the row."""
+        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+    def updated(self, **changes: Any) -> JobParams:
+        return self.model_validate({**self.model_dump(exclude_none=True, by_alias=True), **changes})
+
+    def without_step(self) -> JobParams:
+        """What a new generation made from this one inherits: not the step's kind or the grid cell."""
+        return self.model_copy(
+            update={
+                "action": None,
+                "remix_of": None,
+                "batch": None,
+                "batch_kind": None,
+                "batch_index": None,
+                "batch_label": None,
+            }
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# What each mode's request adds to the shared fields
+
+
+class StyleFields(ParameterFields):
+    """A prompt painted in the style of one to four reference images, optionally over a content image."""
+
+    style_image_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=4)
+    style_weights: list[float] | None = Field(default=None, max_length=4)
+    style_strength: float = Field(default=0.5, ge=0.0, le=1.0)
+    style_method: StyleMethod = "shared-attention"
+    image_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="content image to repaint in the style")
+    strength: float = Field(default=0.6, gt=0.0, le=1.0, description="how much of the content image is repainted")
+
+    @model_validator(mode="after")
+    def _weights(self) -> StyleFields:
+        if self.style_weights is not None:
+            if len(self.style_weights) != len(self.style_image_ids):
+                raise ValueError(
+                    f"style_weights has {len(self.style_weights)} values for {len(self.style_image_ids)} style images"
+                )
+            if any(not 0.0 <= weight <= 2.0 for weight in self.style_weights) or sum(self.style_weights) <= 0:
+                raise ValueError("style_weights must be between 0 and 2, and not all 0")
+        return self
+
+
+class InpaintFields(ParameterFields):
+    """Repaint the white part of a mask over an image; ``outpaint`` extends the canvas first."""
+
+    image_id: int = Field(ge=1, le=2**31 - 1)
+    mask_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    strength: float = Field(default=1.0, gt=0.0, le=1.0)
+    mask_blur: float = Field(default=4.0, ge=0.0, le=64.0)
+    outpaint: Outpaint | None = None
+
+    @model_validator(mode="after")
+    def _mask_or_outpaint(self) -> InpaintFields:
+        if self.mask_id is None and not (self.outpaint is not None and self.outpaint.extends):
+            raise ValueError("give a mask_id, or an outpaint that extends at least one side")
+        return self

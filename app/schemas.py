@@ -2,119 +2,67 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+import enum
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    computed_field,
+    field_validator,
+)
 
-from app.engine.runner import DEFAULT_SCHEDULER, SCHEDULERS
+from app.engine.catalog import ModelState
+from app.params import (
+    MAX_PIXELS,
+    MAX_PROMPT,
+    MAX_SIDE,
+    MIN_SIDE,
+    InpaintFields,
+    Outpaint,
+    ParameterFields,
+    Parameters,
+    SchedulerName,
+    Seed,
+    StyleFields,
+    StyleMethod,
+    check_side,
+)
 
-SchedulerName = Literal["ddim", "euler", "euler-a", "dpm++-2m", "dpm++-2m-karras", "unipc", "pndm", "ddpm"]
-assert set(SchedulerName.__args__) == set(SCHEDULERS)  # type: ignore[attr-defined]
-
-MIN_SIDE, MAX_SIDE = 64, 2048
-MAX_PIXELS = 2048 * 2048
-MAX_PROMPT = 2000
+__all__ = ["MAX_PIXELS", "MAX_PROMPT", "MAX_SIDE", "MIN_SIDE", "SchedulerName", "StyleMethod", "check_side"]
 
 
-def check_side(name: str, value: int | None) -> int | None:
-    if value is not None and (value % 8 or not MIN_SIDE <= value <= MAX_SIDE):
-        raise ValueError(f"{name} must be a multiple of 8 between {MIN_SIDE} and {MAX_SIDE} (got {value})")
-    return value
+def _as_utc(value: datetime) -> datetime:
+    # The database keeps naive UTC (see app.db.base.utcnow); the API says so with an offset.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class GenerateRequest(BaseModel):
-    """Fields every generation mode shares."""
+UtcDatetime = Annotated[
+    datetime, AfterValidator(_as_utc), PlainSerializer(lambda value: _as_utc(value).isoformat(), return_type=str)
+]
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
-    negative_prompt: str = Field(default="", max_length=MAX_PROMPT)
-    model: str | None = Field(default=None, max_length=128)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
-    steps: int = Field(default=20, ge=1, le=150)
-    guidance: float = Field(default=7.0, ge=0.0, le=30.0)
-    width: int | None = None
-    height: int | None = None
-    n_images: int = Field(default=1, ge=1, le=8)
-    scheduler: SchedulerName = DEFAULT_SCHEDULER  # type: ignore[assignment]
-    parent_id: int | None = Field(default=None, ge=1)
-
-    @field_validator("width")
-    @classmethod
-    def _width(cls, value: int | None) -> int | None:
-        return check_side("width", value)
-
-    @field_validator("height")
-    @classmethod
-    def _height(cls, value: int | None) -> int | None:
-        return check_side("height", value)
-
-    @model_validator(mode="after")
-    def _pixels(self) -> GenerateRequest:
-        if self.width and self.height and self.width * self.height * self.n_images > MAX_PIXELS * 2:
-            raise ValueError(
-                f"{self.n_images} images of {self.width}x{self.height} are too many pixels for one job; "
-                "lower n_images or the size"
-            )
-        return self
+class GenerateRequest(ParameterFields):
+    """Fields every generation mode shares (see ``app.params.ParameterFields``)."""
 
 
 class PromptRequest(GenerateRequest):
     pass
 
 
-StyleMethod = Literal["shared-attention", "ip-adapter"]
-
-
-class StyleRequest(GenerateRequest):
+class StyleRequest(StyleFields):
     """A prompt painted in the style of one to four reference images, optionally over a content image."""
 
-    style_image_ids: list[int] = Field(min_length=1, max_length=4)
-    style_weights: list[float] | None = Field(default=None, max_length=4)
-    style_strength: float = Field(default=0.5, ge=0.0, le=1.0)
-    style_method: StyleMethod = "shared-attention"
-    image_id: int | None = Field(default=None, ge=1, description="content image to repaint in the style")
-    strength: float = Field(default=0.6, gt=0.0, le=1.0, description="how much of the content image is repainted")
 
-    @model_validator(mode="after")
-    def _weights(self) -> StyleRequest:
-        if self.style_weights is not None:
-            if len(self.style_weights) != len(self.style_image_ids):
-                raise ValueError(
-                    f"style_weights has {len(self.style_weights)} values for {len(self.style_image_ids)} style images"
-                )
-            if any(not 0.0 <= weight <= 2.0 for weight in self.style_weights) or sum(self.style_weights) <= 0:
-                raise ValueError("style_weights must be between 0 and 2, and not all 0")
-        return self
+OutpaintRequest = Outpaint
 
 
-class OutpaintRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    left: int = Field(default=0, ge=0, le=1024, multiple_of=8)
-    right: int = Field(default=0, ge=0, le=1024, multiple_of=8)
-    top: int = Field(default=0, ge=0, le=1024, multiple_of=8)
-    bottom: int = Field(default=0, ge=0, le=1024, multiple_of=8)
-
-
-class InpaintRequest(GenerateRequest):
+class InpaintRequest(InpaintFields):
     """Repaint the white part of a mask over an image; ``outpaint`` extends the canvas first."""
-
-    image_id: int = Field(ge=1)
-    mask_id: int | None = Field(default=None, ge=1)
-    strength: float = Field(default=1.0, gt=0.0, le=1.0)
-    mask_blur: float = Field(default=4.0, ge=0.0, le=64.0)
-    outpaint: OutpaintRequest | None = None
-
-    @model_validator(mode="after")
-    def _mask_or_outpaint(self) -> InpaintRequest:
-        extends = self.outpaint is not None and any(
-            (self.outpaint.left, self.outpaint.right, self.outpaint.top, self.outpaint.bottom)
-        )
-        if self.mask_id is None and not extends:
-            raise ValueError("give a mask_id, or an outpaint that extends at least one side")
-        return self
 
 
 class GenerationAccepted(BaseModel):
@@ -126,36 +74,44 @@ class GenerationAccepted(BaseModel):
 
 
 class ImageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
-    url: str
-    thumb_url: str
     width: int
     height: int
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def url(self) -> str:
+        return f"/api/images/{self.id}"
 
-class GenerationOut(BaseModel):
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def thumb_url(self) -> str:
+        return f"/api/images/{self.id}/thumb"
+
+
+class GenerationOut(Parameters):
+    """A generation as the API answers it: its parameters (``app.params.Parameters``) and its job's state."""
+
+    model_config = ConfigDict(from_attributes=True, frozen=False)
+
     id: int
     status: str
     mode: str
-    prompt: str
-    negative_prompt: str
-    model: str
-    seed: int
-    steps: int
-    guidance: float
-    width: int
-    height: int
-    n_images: int
-    scheduler: str
-    strength: float | None
     parent_id: int | None
     images: list[ImageOut]
     error: str | None
-    queue_position: int | None
+    queue_position: int | None = None
     estimated_wait_s: float | None = None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+
+    @field_validator("status", "mode", mode="before")
+    @classmethod
+    def _enum_value(cls, value: Any) -> Any:
+        return value.value if isinstance(value, enum.Enum) else value
 
 
 class GenerationPage(BaseModel):
@@ -178,12 +134,24 @@ class ModelOut(BaseModel):
     inpainting_unet: bool
     ip_adapter: bool
     description: str
+    # What this process's worker pool knows of the model; None where no pool runs here (Celery).
+    state: ModelState | None = None
+
+
+class ModelHealth(BaseModel):
+    name: str
+    state: ModelState
+    error: str | None = None
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok", "error"]
     database: str
     workers: dict[str, int | None]
+    # The default model, while the embedded pool loads it and after; None without a pool here.
+    model: ModelHealth | None = None
+    # Why status is "error" (a dead worker thread, an unreachable database); the answer is 503.
+    detail: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,7 +213,7 @@ class LineageOut(BaseModel):
 class VaryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    seed: Seed | None = None
 
 
 class SeedGridRequest(GenerateRequest):

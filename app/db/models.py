@@ -20,20 +20,19 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from sqlalchemy.types import TypeDecorator
 
 from app.db.base import Base, utcnow
+from app.params import JobParams, Mode
+
+__all__ = ["Mode"]  # re-exported: the mode of a generation is part of its parameters (app.params)
 
 
 class Role(enum.StrEnum):
     ADMIN = "admin"
     ARTIST = "artist"
-
-
-class Mode(enum.StrEnum):
-    TXT2IMG = "txt2img"
-    STYLE = "style"
-    INPAINT = "inpaint"
 
 
 class Status(enum.StrEnum):
@@ -64,6 +63,23 @@ class Visibility(enum.StrEnum):
 class ShareTarget(enum.StrEnum):
     GALLERY = "gallery"
     GENERATION = "generation"
+
+
+class JobParamsJSON(TypeDecorator[JobParams]):
+    """``JobParams`` kept as the JSON object its keys name; older rows read back through the model."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: JobParams | dict[str, Any] | None, dialect: Dialect) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            value = JobParams.model_validate(value)
+        return value.stored()
+
+    def process_result_value(self, value: dict[str, Any] | None, dialect: Dialect) -> JobParams:
+        return JobParams.model_validate(value or {})
 
 
 def _enum(kind: type[enum.Enum], name: str) -> Enum:
@@ -113,7 +129,7 @@ class Generation(Base):
     height: Mapped[int] = mapped_column(Integer)
     n_images: Mapped[int] = mapped_column(Integer, default=1)
     strength: Mapped[float | None] = mapped_column(Float)
-    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    params: Mapped[JobParams] = mapped_column(JobParamsJSON, default=JobParams)
     source_image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL", use_alter=True))
     mask_image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL", use_alter=True))
     style_image_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
@@ -136,6 +152,11 @@ class Generation(Base):
         cascade="all, delete-orphan",
     )
     user: Mapped[User] = relationship()
+
+    @validates("params")
+    def _typed_params(self, _: str, value: JobParams | dict[str, Any] | None) -> JobParams:
+        # Callers may hand the stored JSON shape; the attribute always holds the typed model.
+        return value if isinstance(value, JobParams) else JobParams.model_validate(value or {})
 
 
 class Image(Base):

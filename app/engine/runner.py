@@ -100,7 +100,6 @@ class GenerationSpec:
     # interpolation: ``frames`` images walking from this spec's prompt and seed to the target's
     interpolate_to: InterpolationTarget | None = None
     preview_every: int = 5
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

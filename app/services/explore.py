@@ -1,6 +1,6 @@
 """Exploration: new generations made from one: variations, seed grids and prompt matrices.
 
-A grid is a batch: one request makes N generations that share ``params["batch"]`` (a random
+A grid is a batch: one request makes N generations that share ``JobParams.batch`` (a random
 id), each with its place (``batch_index``) and what its cell stands for (``batch_label``).
 """
 
@@ -11,44 +11,25 @@ import secrets
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import JSON, select, type_coerce
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Role, User
+from app.params import MAX_SEED, Action, Parameters
 from app.services import generations
 from app.services.errors import InvalidInput
-from app.services.generations import MAX_SEED, NewGeneration
-from app.services.steps import ACTION_KEY, Action
+from app.services.generations import NewGeneration
 
-BATCH_KEY = "batch"
-BATCH_KIND_KEY = "batch_kind"
-BATCH_INDEX_KEY = "batch_index"
-BATCH_LABEL_KEY = "batch_label"
 MAX_CELLS = 16
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 
 
 def as_new(generation: Generation) -> NewGeneration:
     """Every parameter of ``generation`` as a request for a new one (inputs included)."""
-    params = {
-        key: value
-        for key, value in (generation.params or {}).items()
-        if key not in (ACTION_KEY, BATCH_KEY, BATCH_KIND_KEY, BATCH_INDEX_KEY, BATCH_LABEL_KEY, "remix_of")
-    }
     return NewGeneration(
         mode=generation.mode,
-        prompt=generation.prompt,
-        negative_prompt=generation.negative_prompt,
-        model=generation.model,
-        scheduler=generation.scheduler,
-        seed=generation.seed,
-        steps=generation.steps,
-        guidance=generation.guidance,
-        width=generation.width,
-        height=generation.height,
-        n_images=generation.n_images,
-        strength=generation.strength,
-        params=params,
+        **Parameters.of(generation).model_dump(),
+        params=generation.params.without_step(),
         source_image_id=generation.source_image_id,
         mask_image_id=generation.mask_image_id,
         style_image_ids=list(generation.style_image_ids or []),
@@ -66,7 +47,7 @@ def vary(session: Session, *, owner: User, generation_id: int, seed: int | None 
     new = as_new(original)
     new.seed = seed if seed is not None else _fresh_seed(original.seed)
     new.parent_id = original.id
-    new.params = {**new.params, ACTION_KEY: Action.VARY.value}
+    new.params = new.params.model_copy(update={"action": Action.VARY})
     return generations.enqueue(session, owner=owner, new=new)
 
 
@@ -78,7 +59,9 @@ def _enqueue_batch(
     batch = secrets.token_urlsafe(9)
     made = []
     for index, (label, new) in enumerate(cells):
-        params = {**new.params, BATCH_KEY: batch, BATCH_KIND_KEY: kind, BATCH_INDEX_KEY: index, BATCH_LABEL_KEY: label}
+        params = new.params.model_copy(
+            update={"batch": batch, "batch_kind": kind, "batch_index": index, "batch_label": label}
+        )
         made.append(generations.enqueue(session, owner=owner, new=replace(new, params=params)))
     return batch, made
 
@@ -114,20 +97,15 @@ def batch_cells(session: Session, *, batch: str, user: User) -> list[Generation]
     """The user's generations of one batch, in grid order; empty when there are none to show."""
     if not _BATCH_ID.match(batch):
         return []
-    rows = session.scalars(
-        select(Generation).where(Generation.params[BATCH_KEY].as_string() == batch).order_by(Generation.id)
-    ).all()
+    # type_coerce: index the stored JSON itself, not the JobParams the column reads it into.
+    in_batch = type_coerce(Generation.params, JSON)["batch"].as_string() == batch
+    rows = session.scalars(select(Generation).where(in_batch).order_by(Generation.id)).all()
     visible = [row for row in rows if row.user_id == user.id or user.role == Role.ADMIN]
-    return sorted(visible, key=lambda row: int((row.params or {}).get(BATCH_INDEX_KEY, 0)))
+    return sorted(visible, key=lambda row: row.params.batch_index or 0)
 
 
 def batch_info(generation: Generation) -> dict[str, Any] | None:
-    params = generation.params or {}
-    if BATCH_KEY not in params:
+    params = generation.params
+    if params.batch is None:
         return None
-    return {
-        "id": params[BATCH_KEY],
-        "kind": params.get(BATCH_KIND_KEY),
-        "index": params.get(BATCH_INDEX_KEY),
-        "label": params.get(BATCH_LABEL_KEY),
-    }
+    return {"id": params.batch, "kind": params.batch_kind, "index": params.batch_index, "label": params.batch_label}

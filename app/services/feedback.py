@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.models import Feedback, Generation, Image, Preference, User
+from app.params import Parameters
 from app.services import images
 from app.services.errors import InvalidInput, NotFound
 from app.services.storage import ImageStore
@@ -164,19 +165,14 @@ def pair_candidates(session: Session, *, user: User, generation: Generation) -> 
 def _parameters(generation: Generation | None) -> dict[str, Any]:
     if generation is None:
         return {}
+    extras = generation.params.stored()
     return {
         "generation_id": generation.id,
         "mode": generation.mode.value,
-        "model": generation.model,
-        "scheduler": generation.scheduler,
-        "seed": generation.seed,
-        "steps": generation.steps,
-        "guidance": generation.guidance,
-        "width": generation.width,
-        "height": generation.height,
-        "strength": generation.strength,
+        # The prompt is the row's own field; everything else it was painted with is here.
+        **Parameters.of(generation).model_dump(exclude={"prompt"}),
         "parent_id": generation.parent_id,
-        **({"params": generation.params} if generation.params else {}),
+        **({"params": extras} if extras else {}),
     }
 
 

@@ -6,22 +6,26 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Feedback, Generation, Image, Mode, Role, Status, User
+from app.params import MAX_SEED, JobParams, Parameters
 from app.services import steps
 from app.services.errors import InvalidInput, NotFound
 
-MAX_SEED = 2**32 - 1
+__all__ = ["MAX_SEED"]
 ACTIVE = (Status.QUEUED, Status.RUNNING)
 
 
 @dataclass(kw_only=True)
 class NewGeneration:
-    """What a caller asks for; validated for shape by the API, for ownership here."""
+    """What a caller asks for; validated for shape by the API, for ownership here.
+
+    Its parameter fields are ``app.params.Parameters``' (with the seed still optional), so
+    ``Parameters.of(new)`` and the row's columns line up by name.
+    """
 
     mode: Mode
     prompt: str
@@ -35,7 +39,7 @@ class NewGeneration:
     height: int
     n_images: int = 1
     strength: float | None = None
-    params: dict[str, Any] = field(default_factory=dict)
+    params: JobParams = field(default_factory=JobParams)
     source_image_id: int | None = None
     mask_image_id: int | None = None
     style_image_ids: list[int] = field(default_factory=list)
@@ -137,7 +141,7 @@ def enqueue(session: Session, *, owner: User, new: NewGeneration) -> Generation:
     if new.seed is not None and not 0 <= new.seed <= MAX_SEED:
         raise InvalidInput(f"seed must be between 0 and {MAX_SEED} (got {new.seed})")
     seed = new.seed if new.seed is not None else secrets.randbelow(MAX_SEED + 1)
-    params = dict(new.params)
+    params = new.params
     if new.parent_id is not None:
         parent = get_visible(session, generation_id=new.parent_id, user=owner)
         # Every step records what kind it was (refine, vary, remix...) for the lineage.
@@ -145,20 +149,11 @@ def enqueue(session: Session, *, owner: User, new: NewGeneration) -> Generation:
     image_ids = [i for i in (new.source_image_id, new.mask_image_id) if i is not None] + list(new.style_image_ids)
     _check_images_usable(session, owner=owner, image_ids=image_ids)
 
+    parameters = {name: getattr(new, name) for name in Parameters.names()}
     generation = Generation(
+        **(parameters | {"seed": seed}),
         user_id=owner.id,
         mode=new.mode,
-        prompt=new.prompt,
-        negative_prompt=new.negative_prompt,
-        model=new.model,
-        scheduler=new.scheduler,
-        seed=seed,
-        steps=new.steps,
-        guidance=new.guidance,
-        width=new.width,
-        height=new.height,
-        n_images=new.n_images,
-        strength=new.strength,
         params=params,
         source_image_id=new.source_image_id,
         mask_image_id=new.mask_image_id,

@@ -1,26 +1,24 @@
 """Interpolations: a walk from one generation to another as a job, and its frames as an animated WebP.
 
 A walk is an ordinary txt2img generation: the start's parameters, ``n_images`` frames, ``parent_id``
-the start, and ``params["interpolate"]`` naming the end (its id, prompt, negative prompt and seed),
+the start, and ``JobParams.interpolate`` naming the end (its id, prompt, negative prompt and seed),
 so the frames are its output images and the lineage shows it as an ``interpolate`` step.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, ImageKind, Mode, User
+from app.params import Action, InterpolationWalk, JobParams, Parameters
 from app.services import generations
 from app.services.errors import InvalidInput, NotFound
 from app.services.generations import NewGeneration
 from app.services.images import load_pil
-from app.services.steps import ACTION_KEY, Action
 from app.services.storage import ImageStore
 
-INTERPOLATE_KEY = "interpolate"
 MIN_FRAMES, MAX_FRAMES, DEFAULT_FRAMES = 3, 16, 8
 FRAME_MILLISECONDS = 120
 
@@ -57,36 +55,26 @@ def enqueue_walk(
             f"#{start.id} is {start.width}x{start.height} and #{end.id} is {end.width}x{end.height}; "
             "interpolation needs both the same size"
         )
-    walk = {
-        "from": start.id,
-        "to": end.id,
-        "frames": frames,
-        "prompt_b": end.prompt,
-        "negative_prompt_b": end.negative_prompt,
-        "seed_b": end.seed,
-    }
+    walk = InterpolationWalk(
+        start=start.id,
+        to=end.id,
+        frames=frames,
+        prompt_b=end.prompt,
+        negative_prompt_b=end.negative_prompt,
+        seed_b=end.seed,
+    )
     new = NewGeneration(
         mode=Mode.TXT2IMG,
-        prompt=start.prompt,
-        negative_prompt=start.negative_prompt,
-        model=start.model,
-        scheduler=start.scheduler,
-        seed=start.seed,
-        steps=start.steps,
-        guidance=start.guidance,
-        width=start.width,
-        height=start.height,
-        n_images=frames,
-        params={ACTION_KEY: Action.INTERPOLATE.value, INTERPOLATE_KEY: walk},
+        **(Parameters.of(start).model_dump() | {"n_images": frames, "strength": None}),
+        params=JobParams(action=Action.INTERPOLATE, interpolate=walk),
         parent_id=start.id,
     )
     return generations.enqueue(session, owner=owner, new=new)
 
 
-def walk_of(generation: Generation) -> dict[str, Any] | None:
-    """The walk a generation paints (``from``, ``to``, ``frames``, ``prompt_b``...), or None."""
-    walk = (generation.params or {}).get(INTERPOLATE_KEY)
-    return walk if isinstance(walk, dict) else None
+def walk_of(generation: Generation) -> InterpolationWalk | None:
+    """The walk a generation paints (from, to, frames, the end's prompt and seed), or None."""
+    return generation.params.interpolate
 
 
 def animation_webp(store: ImageStore, generation: Generation) -> bytes:

@@ -12,22 +12,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, User
+from app.params import Action, Parameters
 from app.services import generations
 from app.services.errors import NotFound
-from app.services.steps import REMIX_KEY, Action, action_of
+from app.services.steps import action_of
 
 MAX_NODES = 200
-# The parameters an edge names when they change, with how a person reads them.
+# An edge names every recorded parameter that changed, except the prompt (diffed word by word);
+# width and height read as one size.
+_SIZE = "size"
 PARAMETER_LABELS: dict[str, str] = {
-    "model": "model",
-    "scheduler": "scheduler",
-    "seed": "seed",
-    "steps": "steps",
-    "guidance": "guidance",
-    "size": "size",
-    "negative_prompt": "negative prompt",
-    "strength": "strength",
-    "n_images": "images",
+    **{name: Parameters.label(name) for name in Parameters.names() if name not in ("prompt", "width", "height")},
+    _SIZE: "size",
 }
 _WORD = re.compile(r"\S+")
 
@@ -159,17 +155,9 @@ def prompt_diff(before: str, after: str) -> PromptDiff:
 
 def parameter_values(generation: Generation) -> dict[str, Any]:
     """The parameters an edge compares, by name (size as ``WxH``)."""
-    return {
-        "model": generation.model,
-        "scheduler": generation.scheduler,
-        "seed": generation.seed,
-        "steps": generation.steps,
-        "guidance": generation.guidance,
-        "size": f"{generation.width}×{generation.height}",
-        "negative_prompt": generation.negative_prompt or "",
-        "strength": generation.strength,
-        "n_images": generation.n_images,
-    }
+    values = Parameters.of(generation).model_dump(exclude={"prompt", "width", "height"})
+    values[_SIZE] = f"{generation.width}×{generation.height}"
+    return values
 
 
 def parameter_changes(parent: Generation, child: Generation) -> list[ParameterChange]:
@@ -185,14 +173,15 @@ def _notes(action: Action, parent: Generation, child: Generation) -> list[str]:
         sources = ", ".join(f"image #{image_id}" for image_id in child.style_image_ids or [])
         return [f"style from {sources}" if sources else f"style from #{parent.id}"]
     if action == Action.REMIX:
-        origin = (child.params or {}).get(REMIX_KEY) or {}
-        who = origin.get("username") or "another artist"
-        return [f"remix of {who}'s #{origin.get('generation_id', parent.id)}"]
+        origin = child.params.remix_of
+        who = (origin.username if origin else None) or "another artist"
+        return [f"remix of {who}'s #{origin.generation_id if origin else parent.id}"]
     if action == Action.VARY:
         return ["new seed"]
     if action == Action.INTERPOLATE:
-        walk = (child.params or {}).get("interpolate") or {}
-        return [f"interpolated to #{walk.get('to')} in {walk.get('frames', child.n_images)} frames"]
+        walk = child.params.interpolate
+        frames = walk.frames if walk else child.n_images
+        return [f"interpolated to #{walk.to if walk else '?'} in {frames} frames"]
     return []
 
 
@@ -228,12 +217,12 @@ def build_lineage(session: Session, *, generation_id: int, user: User, max_nodes
     # 1. Walk up: parent_id links, stopping at the first invisible parent or at a cycle.
     chain = [focus]
     seen = {focus.id}
-    attribution = (focus.params or {}).get(REMIX_KEY)
+    attribution = focus.params.remix_of
     current = focus
     while current.parent_id is not None and current.parent_id not in seen:
         parent = session.get(Generation, current.parent_id)
         if parent is None or not _visible(session, user, parent):
-            attribution = attribution or (current.params or {}).get(REMIX_KEY)
+            attribution = attribution or current.params.remix_of
             break
         chain.append(parent)
         seen.add(parent.id)
@@ -270,7 +259,7 @@ def build_lineage(session: Session, *, generation_id: int, user: User, max_nodes
         ancestor_ids=[generation.id for generation in chain[1:]],
         node_count=len(nodes),
         truncated=truncated,
-        attribution=attribution,
+        attribution=attribution.model_dump() if attribution is not None else None,
     )
 
 

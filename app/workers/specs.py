@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode
 from app.db.models import Image as ImageRow
-from app.engine.inpaint import Outpaint
+from app.engine.inpaint import Outpaint as EngineOutpaint
 from app.engine.runner import GenerationSpec, InterpolationTarget
 from app.engine.style import StyleReference
+from app.params import Parameters
 from app.services.imageio import to_mask
 from app.services.images import load_pil
 from app.services.storage import ImageStore
@@ -30,22 +31,9 @@ def _load_image(
 
 
 def spec_for(generation: Generation, session: Session, store: ImageStore) -> GenerationSpec:
-    """The engine's view of a generation row: plain values and decoded input images."""
-    params = dict(generation.params or {})
-    spec = GenerationSpec(
-        model=generation.model,
-        prompt=generation.prompt,
-        negative_prompt=generation.negative_prompt,
-        seed=generation.seed,
-        steps=generation.steps,
-        guidance=generation.guidance,
-        width=generation.width,
-        height=generation.height,
-        n_images=generation.n_images,
-        scheduler=generation.scheduler,
-        strength=generation.strength,
-        extra=params,
-    )
+    """The engine's view of a generation row: its parameters by name, the mode's extras, decoded inputs."""
+    params = generation.params
+    spec = GenerationSpec(**Parameters.of(generation).model_dump())
     spec.init_image = _load_image(store, session, generation.source_image_id)
     if generation.mode == Mode.INPAINT:
         spec.mode = "inpaint"
@@ -54,47 +42,40 @@ def spec_for(generation: Generation, session: Session, store: ImageStore) -> Gen
         spec.mask_image = to_mask(mask) if mask is not None else None
         if spec.mask_image is None and spec.init_image is not None:
             spec.mask_image = PILImage.new("L", spec.init_image.size, 0)
-        spec.mask_blur = float(params.get("mask_blur", 4.0))
-        if params.get("outpaint"):
-            spec.outpaint = Outpaint(**params["outpaint"])
+        if params.mask_blur is not None:
+            spec.mask_blur = params.mask_blur
+        if params.outpaint is not None:
+            spec.outpaint = EngineOutpaint(**params.outpaint.model_dump())
     elif spec.init_image is not None:
         spec.mode = "img2img"
         spec.init_image = spec.init_image.resize((generation.width, generation.height), PILImage.Resampling.LANCZOS)
     if generation.mode == Mode.STYLE:
-        weights = list(params.get("style_weights") or [1.0] * len(generation.style_image_ids))
+        weights = params.style_weights or [1.0] * len(generation.style_image_ids)
         spec.style_references = [
             StyleReference(image=image, weight=float(weight))
             for image_id, weight in zip(generation.style_image_ids, weights, strict=True)
             if (image := _load_image(store, session, image_id)) is not None
         ]
-        spec.style_strength = float(params.get("style_strength", 0.5))
-        spec.style_method = str(params.get("style_method", "shared-attention"))
-    walk = params.get("interpolate")
-    if isinstance(walk, dict):
+        if params.style_strength is not None:
+            spec.style_strength = params.style_strength
+        if params.style_method is not None:
+            spec.style_method = params.style_method
+    if params.interpolate is not None:
         # A walk from this row's prompt and seed to another generation's (see services.interpolation).
+        walk = params.interpolate
         spec.interpolate_to = InterpolationTarget(
-            prompt=str(walk["prompt_b"]),
-            negative_prompt=str(walk.get("negative_prompt_b") or ""),
-            seed=int(walk["seed_b"]),
-            frames=int(walk.get("frames") or generation.n_images),
+            prompt=walk.prompt_b, negative_prompt=walk.negative_prompt_b, seed=walk.seed_b, frames=walk.frames
         )
     return spec
 
 
 def png_parameters(generation: Generation, seed: int, index: int) -> dict[str, Any]:
+    """What an output PNG records: every parameter (with the image's own seed), its mode and place."""
     return {
+        **Parameters.of(generation).model_dump(),
+        "seed": seed,
         "generation_id": generation.id,
         "index": index,
         "mode": generation.mode.value,
-        "prompt": generation.prompt,
-        "negative_prompt": generation.negative_prompt,
-        "model": generation.model,
-        "scheduler": generation.scheduler,
-        "seed": seed,
-        "steps": generation.steps,
-        "guidance": generation.guidance,
-        "width": generation.width,
-        "height": generation.height,
-        "strength": generation.strength,
         "parent_id": generation.parent_id,
     }

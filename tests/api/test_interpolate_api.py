@@ -166,8 +166,9 @@ def test_the_walk_row_records_where_it_goes(idle_client: TestClient) -> None:
         assert walk is not None
         assert (walk.prompt, walk.seed, walk.steps, walk.guidance, walk.scheduler) == ("a red barn", 3, 2, 4.0, "euler")
         assert walk.n_images == 5 and walk.parent_id == a
-        assert walk.params["action"] == "interpolate"
-        assert walk.params["interpolate"] == {
+        assert walk.params.action == "interpolate"
+        # Stored under the keys rows have always had ("from", not the model's "start").
+        assert walk.params.stored()["interpolate"] == {
             "from": a,
             "to": b,
             "frames": 5,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.base import utcnow
 from app.db.models import Generation, Image, ImageKind, Mode, Role, Status, User
+from app.params import JobParams
 from app.services import generations, queue
 from app.services.errors import Conflict, NotFound
 from app.services.generations import NewGeneration
@@ -68,13 +69,13 @@ def test_enqueue_records_a_random_seed_when_none_is_given(session: Session, make
 def test_enqueue_keeps_the_given_seed_and_queues_the_job(session: Session, make_user: MakeUser) -> None:
     alice = make_user(session, "alice")
 
-    generation = generations.enqueue(session, owner=alice, new=_new(seed=42, params={"k": 1}))
+    generation = generations.enqueue(session, owner=alice, new=_new(seed=42, params=JobParams(style_strength=0.3)))
 
     session.expire_all()
     stored = session.get(Generation, generation.id)
     assert stored is not None
     assert (stored.seed, stored.status, stored.user_id, stored.attempts) == (42, Status.QUEUED, alice.id, 0)
-    assert stored.params == {"k": 1}
+    assert stored.params == JobParams(style_strength=0.3)
 
 
 def test_enqueue_refuses_a_parent_the_owner_cannot_see(

@@ -8,10 +8,11 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode, User
+from app.params import Action, JobParams, RemixOrigin
 from app.services import explore, generations, lineage
 from app.services.errors import InvalidInput, NotFound
 from app.services.generations import NewGeneration
-from app.services.steps import Action, action_of
+from app.services.steps import action_of
 
 MakeGeneration = Callable[..., Generation]
 
@@ -143,9 +144,9 @@ def test_enqueue_with_a_parent_records_a_refine_and_without_one_records_nothing(
     first = generations.enqueue(session, owner=alice, new=request())
     second = generations.enqueue(session, owner=alice, new=request(parent_id=first.id))
     inpaint = generations.enqueue(session, owner=alice, new=request(parent_id=first.id, mode=Mode.INPAINT))
-    assert "action" not in first.params and action_of(first) is None
-    assert second.params["action"] == "refine"
-    assert inpaint.params["action"] == "inpaint"
+    assert first.params.action is None and action_of(first) is None
+    assert second.params.action == "refine"
+    assert inpaint.params.action == "inpaint"
 
 
 def test_vary_keeps_every_parameter_but_the_seed(session: Session, make_user: Callable[..., User]) -> None:
@@ -153,7 +154,7 @@ def test_vary_keeps_every_parameter_but_the_seed(session: Session, make_user: Ca
     original = generations.enqueue(session, owner=alice, new=request(negative_prompt="text", steps=12))
     variation = explore.vary(session, owner=alice, generation_id=original.id)
     assert variation.parent_id == original.id
-    assert variation.params["action"] == "vary"
+    assert variation.params.action == "vary"
     assert variation.seed != original.seed
     assert (variation.prompt, variation.negative_prompt, variation.steps) == (original.prompt, "text", 12)
     edge = lineage.describe_edge(original, variation)
@@ -174,16 +175,16 @@ def test_a_remix_keeps_the_attribution_to_the_original(
 
     alice, bob = make_user(session, "alice"), make_user(session, "bob")
     original = make_generation(session, alice)
-    params = steps.step_params({}, parent=original, owner=bob, mode=Mode.TXT2IMG)
-    assert params["action"] == Action.REMIX
-    assert params["remix_of"] == {"generation_id": original.id, "user_id": alice.id, "username": "alice"}
+    params = steps.step_params(JobParams(), parent=original, owner=bob, mode=Mode.TXT2IMG)
+    assert params.action == Action.REMIX
+    assert params.remix_of == RemixOrigin(generation_id=original.id, user_id=alice.id, username="alice")
     remix = make_generation(session, bob, parent_id=original.id, params=params, prompt="a red barn at night")
     summary = lineage.describe_edge(original, remix).summary
     assert summary.startswith(f"remix: remix of alice's #{original.id}")
     # Bob cannot see Alice's original: his lineage starts at his remix and keeps the attribution.
     tree = lineage.build_lineage(session, generation_id=remix.id, user=bob)
     assert tree.root.generation.id == remix.id
-    assert tree.attribution == params["remix_of"]
+    assert tree.attribution == {"generation_id": original.id, "user_id": alice.id, "username": "alice"}
 
 
 # --- the tree -----------------------------------------------------------------------------------
@@ -255,7 +256,7 @@ def test_seed_grid_makes_one_batch_of_consecutive_seeds(session: Session, make_u
     batch, cells = explore.seed_grid(session, owner=alice, base=request(seed=10), count=4)
     assert [cell.seed for cell in cells] == [10, 11, 12, 13]
     assert {cell.prompt for cell in cells} == {"a red barn under a blue sky"}
-    assert [cell.params["batch_label"] for cell in cells] == ["seed 10", "seed 11", "seed 12", "seed 13"]
+    assert [cell.params.batch_label for cell in cells] == ["seed 10", "seed 11", "seed 12", "seed 13"]
     assert [cell.id for cell in explore.batch_cells(session, batch=batch, user=alice)] == [c.id for c in cells]
 
 

@@ -216,9 +216,9 @@ def test_style_job_is_submitted_from_the_studio_form(client: TestClient, app: Fa
         assert generation.status == Status.QUEUED
         assert generation.prompt == "a lighthouse on a cliff"
         assert list(generation.style_image_ids) == [first, second]
-        assert generation.params["style_weights"] == [1.5, 0.5]
-        assert generation.params["style_strength"] == 0.7
-        assert generation.params["style_method"] == "shared-attention"
+        assert generation.params.style_weights == [1.5, 0.5]
+        assert generation.params.style_strength == 0.7
+        assert generation.params.style_method == "shared-attention"
 
 
 def test_style_job_from_htmx_answers_the_job_card(client: TestClient, app: FastAPI, csrf: str) -> None:

@@ -65,7 +65,7 @@ def test_the_form_queues_a_walk_and_opens_its_page(
         walk = session.get(Generation, walk_id)
         assert walk is not None
         assert (walk.status, walk.n_images, walk.parent_id) == (Status.QUEUED, 6, a)
-        assert walk.params["interpolate"]["to"] == b
+        assert walk.params.interpolate is not None and walk.params.interpolate.to == b
     assert client.get(f"/generations/{walk_id}").status_code == 200
 
 

@@ -155,7 +155,7 @@ def test_vary_button_paints_a_new_seed_recorded_as_a_vary_step(
     with app.state.session_factory() as session:
         variation = session.get(Generation, new_id)
         assert variation is not None
-        assert (variation.parent_id, variation.params["action"], variation.prompt) == (original, "vary", "a lighthouse")
+        assert (variation.parent_id, variation.params.action, variation.prompt) == (original, "vary", "a lighthouse")
         assert variation.seed != 10
 
 
@@ -205,7 +205,7 @@ def test_refining_from_the_studio_form_records_a_refine_step(
     assert response.status_code == 303
     with app.state.session_factory() as session:
         child = session.scalars(select(Generation).where(Generation.parent_id == parent)).one()
-        assert child.params["action"] == "refine"
+        assert child.params.action == "refine"
 
 
 def test_the_studio_offers_to_load_parameters_from_a_png(client: TestClient) -> None:
