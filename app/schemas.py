@@ -41,9 +41,12 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-UtcDatetime = Annotated[
-    datetime, AfterValidator(_as_utc), PlainSerializer(lambda value: _as_utc(value).isoformat(), return_type=str)
-]
+def utc_text(value: datetime) -> str:
+    """ISO 8601 in UTC with its offset written ``Z``: the form of every datetime the API and exports give."""
+    return _as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc), PlainSerializer(utc_text, return_type=str)]
 
 
 class GenerateRequest(ParameterFields):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime, timedelta
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,10 @@ def test_prompt_job_is_accepted_then_succeeds_with_its_images(client: TestClient
     assert [(image["width"], image["height"]) for image in done["images"]] == [(64, 64), (64, 64)]
     assert done["error"] is None
     assert done["finished_at"] is not None
+    # Datetimes say they are UTC, as the preference export does.
+    for name in ("created_at", "started_at", "finished_at"):
+        assert done[name].endswith("Z"), done[name]
+        assert datetime.fromisoformat(done[name]).utcoffset() == timedelta(0)
 
 
 def test_image_is_a_png_carrying_its_prompt_and_seed(client: TestClient, paint_job: Paint) -> None:
