@@ -13,7 +13,8 @@ from app.services.metadata import read_png_parameters, scheduler_to_sampler
 
 router = APIRouter(tags=["parameters"])
 
-KNOWN = ("prompt", "negative_prompt", "model", "seed", "steps", "guidance", "width", "height", "scheduler", "sampler")
+# The parameters the answer names; anything else a chunk carries goes to ``extra``.
+KNOWN = tuple(name for name in ParametersOut.model_fields if name not in ("source", "extra"))
 # What our own chunk carries that is about the file, not about how to paint it again.
 NOT_PARAMETERS = {"generation_id", "index", "parent_id", "mode", "strength", "cfg_scale"}
 
