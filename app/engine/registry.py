@@ -1,8 +1,8 @@
-"""Model registry: finds diffusers pipelines on disk, loads them lazily, keeps them warm per device.
+"""Model registry: loads the catalog's pipelines lazily and keeps them warm per device.
 
-A model is a diffusers pipeline folder (``model_index.json``) under the models directory. Only
-safetensors weights are accepted: a folder that holds pickle checkpoints (``.ckpt``, ``.bin``,
-``.pt``, ``.pth``, ``.pkl``) is refused, because unpickling runs arbitrary code.
+Imports torch and diffusers, so only the places where work runs import it (the embedded pool's
+threads, the Celery worker, the engine); the web side reads models through the torch-free
+``app.engine.catalog``, whose names are re-exported here for the engine's callers.
 
 Each device keeps a small LRU of warm base pipelines; image-to-image and inpainting pipelines are
 built from the same modules with ``from_pipe`` (no second copy of the weights).
@@ -11,7 +11,6 @@ built from the same modules with ``from_pipe`` (no second copy of the weights).
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import threading
 from collections import OrderedDict
@@ -27,45 +26,14 @@ from diffusers import (
     DiffusionPipeline,
 )
 
+from app.engine.catalog import ModelCatalog, ModelNotFound, ModelSpec, RefusedModel, inspect_model, read_json
 from app.engine.text_encoders import load_minilm, package_model_dir
+
+__all__ = ["ModelNotFound", "ModelRegistry", "ModelSpec", "PipelineMode", "RefusedModel", "dtype_for", "inspect_model"]
 
 logger = logging.getLogger(__name__)
 
 PipelineMode = Literal["txt2img", "img2img", "inpaint"]
-
-PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl"}
-
-
-class ModelNotFound(LookupError):
-    """The asked model is not in the models directory, or was refused."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    path: Path
-    pipeline_class: str
-    default_width: int
-    default_height: int
-    unet_in_channels: int
-    text_encoder_package: str | None = None
-    max_tokens: int | None = None
-    has_ip_adapter: bool = False
-    description: str = ""
-
-    @property
-    def is_inpainting_model(self) -> bool:
-        return self.unet_in_channels == 9
-
-    @property
-    def is_xl(self) -> bool:
-        return "XL" in self.pipeline_class
-
-
-@dataclass(frozen=True)
-class RefusedModel:
-    name: str
-    reason: str
 
 
 @dataclass
@@ -74,103 +42,21 @@ class _Warm:
     derived: dict[str, DiffusionPipeline] = field(default_factory=dict)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a JSON object")
-    return data
-
-
-def inspect_model(folder: Path) -> ModelSpec | RefusedModel:
-    """Reads a pipeline folder's configuration without loading any weights."""
-    name = folder.name
-    try:
-        index = _read_json(folder / "model_index.json")
-    except (OSError, ValueError) as error:
-        return RefusedModel(name, f"unreadable model_index.json: {error}")
-    pickles = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
-    if pickles:
-        return RefusedModel(name, f"pickle weights are refused, convert them to safetensors: {', '.join(pickles[:3])}")
-    if not any(folder.rglob("*.safetensors")):
-        return RefusedModel(name, "no safetensors weights found")
-    try:
-        unet_config = _read_json(folder / "unet" / "config.json")
-        vae_config = _read_json(folder / "vae" / "config.json")
-    except (OSError, ValueError) as error:
-        return RefusedModel(name, f"not a UNet pipeline: {error}")
-    vae_scale = 2 ** (len(vae_config.get("block_out_channels", [0, 0, 0, 0])) - 1)
-    sample_size = unet_config.get("sample_size", 64)
-    if isinstance(sample_size, list):
-        sample_size = sample_size[0]
-    description = ""
-    readme = folder / "README.md"
-    if readme.exists():
-        for line in readme.read_text().splitlines():
-            if line.strip() and not line.startswith("#"):
-                description = line.strip()[:200]
-                break
-    return ModelSpec(
-        name=name,
-        path=folder,
-        pipeline_class=str(index.get("_class_name", "StableDiffusionPipeline")),
-        default_width=int(sample_size) * vae_scale,
-        default_height=int(sample_size) * vae_scale,
-        unet_in_channels=int(unet_config.get("in_channels", 4)),
-        text_encoder_package=index.get("_studio_text_encoder_package"),
-        max_tokens=index.get("_studio_max_tokens"),
-        has_ip_adapter=(folder / "ip_adapter").is_dir() and (folder / "image_encoder").is_dir(),
-        description=description,
-    )
-
-
 def dtype_for(device: str) -> torch.dtype:
     return torch.float16 if device.startswith("cuda") else torch.float32
 
 
-class ModelRegistry:
-    """Lists the models on disk and hands out warm pipelines, ``cache_size`` per device."""
+class ModelRegistry(ModelCatalog):
+    """The catalog's models as warm pipelines, ``cache_size`` per device."""
 
     def __init__(self, models_dir: Path, *, cache_size: int = 2) -> None:
-        self.models_dir = models_dir
+        super().__init__(models_dir)
         self.cache_size = max(1, cache_size)
         self._warm: dict[str, OrderedDict[str, _Warm]] = {}
         # One worker thread uses a device at a time, but listing and preloading may run on other
         # threads: the lock keeps the LRU consistent. Loading happens under it, so two threads
         # never load the same model twice.
         self._lock = threading.RLock()
-
-    # -- discovery --------------------------------------------------------------------------
-
-    def scan(self) -> tuple[builtins.list[ModelSpec], builtins.list[RefusedModel]]:
-        specs: list[ModelSpec] = []
-        refused: list[RefusedModel] = []
-        if not self.models_dir.is_dir():
-            return specs, refused
-        for folder in sorted(self.models_dir.iterdir()):
-            if not (folder / "model_index.json").is_file():
-                continue
-            found = inspect_model(folder)
-            if isinstance(found, ModelSpec):
-                specs.append(found)
-            else:
-                logger.warning("model %s refused: %s", found.name, found.reason)
-                refused.append(found)
-        return specs, refused
-
-    def list(self) -> builtins.list[ModelSpec]:
-        return self.scan()[0]
-
-    def spec(self, name: str) -> ModelSpec:
-        # Only names of folders directly under the models directory: never a path.
-        if not name or "/" in name or "\\" in name or name.startswith("."):
-            raise ModelNotFound(f"unknown model {name!r}")
-        folder = self.models_dir / name
-        if not (folder / "model_index.json").is_file():
-            raise ModelNotFound(f"unknown model {name!r}")
-        found = inspect_model(folder)
-        if isinstance(found, RefusedModel):
-            raise ModelNotFound(f"model {name!r} is refused: {found.reason}")
-        return found
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -206,7 +92,7 @@ class ModelRegistry:
         logger.info("loading model %s on %s", spec.name, device)
         dtype = dtype_for(device)
         kwargs: dict[str, Any] = {"torch_dtype": dtype, "use_safetensors": True, "local_files_only": True}
-        index = _read_json(spec.path / "model_index.json")
+        index = read_json(spec.path / "model_index.json")
         if "safety_checker" in index:
             kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         if spec.text_encoder_package:

@@ -1,4 +1,6 @@
-"""Model registry: discovery, refusal of pickle weights, safe names, the per-device LRU."""
+"""Model registry: loads only what the catalog accepts, by safe names, into a per-device LRU.
+
+Discovery and refusal themselves are tested on the catalog (tests/engine/test_catalog.py)."""
 
 from __future__ import annotations
 
@@ -6,39 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.registry import ModelNotFound, ModelRegistry, RefusedModel
+from app.engine.registry import ModelNotFound, ModelRegistry
 from tests.tiny_pipeline import PICKLED, TINY, TINY_INPAINT
 
 
-def test_lists_tiny_models_with_their_default_size(tiny_models_dir: Path) -> None:
-    specs = {spec.name: spec for spec in ModelRegistry(tiny_models_dir).list()}
-
-    assert set(specs) == {TINY, TINY_INPAINT}
-    assert (specs[TINY].default_width, specs[TINY].default_height) == (64, 64)
-    assert specs[TINY].pipeline_class == "StableDiffusionPipeline"
-    assert not specs[TINY].is_inpainting_model
-    assert specs[TINY_INPAINT].is_inpainting_model
-
-
-def test_refuses_a_folder_with_pickle_weights_and_says_why(tiny_models_dir: Path) -> None:
+def test_the_registry_refuses_to_load_what_the_catalog_refuses(tiny_models_dir: Path) -> None:
     registry = ModelRegistry(tiny_models_dir)
 
-    _, refused = registry.scan()
-
-    assert [item.name for item in refused] == [PICKLED]
-    assert isinstance(refused[0], RefusedModel)
-    assert "pickle" in refused[0].reason
-    assert "diffusion_pytorch_model.bin" in refused[0].reason
     with pytest.raises(ModelNotFound, match="refused"):
-        registry.spec(PICKLED)
-    with pytest.raises(ModelNotFound):
         registry.pipeline(PICKLED, "cpu")
-
-
-@pytest.mark.parametrize("name", ["no-such-model", "", ".", "..", "a/b", "a\\b", ".hidden"])
-def test_unknown_or_path_like_names_are_not_found(tiny_models_dir: Path, name: str) -> None:
     with pytest.raises(ModelNotFound):
-        ModelRegistry(tiny_models_dir).spec(name)
+        registry.pipeline("no-such-model", "cpu")
+    assert registry.warm_models("cpu") == []
 
 
 def test_a_name_that_climbs_out_of_the_models_dir_is_refused_even_when_it_would_resolve(

@@ -1,0 +1,146 @@
+"""Model catalog: the diffusers pipeline folders on disk, read from their configs without loading weights.
+
+A model is a diffusers pipeline folder (``model_index.json``) directly under the models
+directory. Only safetensors weights are accepted: a folder that holds pickle checkpoints
+(``.ckpt``, ``.bin``, ``.pt``, ``.pth``, ``.pkl``) is refused, because unpickling runs arbitrary
+code.
+
+This module imports neither torch nor diffusers, so the web side and the services can list and
+check models cheaply; loading lives in ``app.engine.registry``, imported only where work runs.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+logger = logging.getLogger(__name__)
+
+PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl"}
+
+# How warm a model is in a worker pool: being loaded, loaded on a device, failed to load, or not
+# loaded (the first job that asks for it loads it).
+ModelState = Literal["loading", "ready", "failed", "cold"]
+
+
+class ModelNotFound(LookupError):
+    """The asked model is not in the models directory, or was refused."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    path: Path
+    pipeline_class: str
+    default_width: int
+    default_height: int
+    unet_in_channels: int
+    text_encoder_package: str | None = None
+    max_tokens: int | None = None
+    has_ip_adapter: bool = False
+    description: str = ""
+
+    @property
+    def is_inpainting_model(self) -> bool:
+        return self.unet_in_channels == 9
+
+    @property
+    def is_xl(self) -> bool:
+        return "XL" in self.pipeline_class
+
+
+@dataclass(frozen=True)
+class RefusedModel:
+    name: str
+    reason: str
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    return data
+
+
+def inspect_model(folder: Path) -> ModelSpec | RefusedModel:
+    """Reads a pipeline folder's configuration without loading any weights."""
+    name = folder.name
+    try:
+        index = read_json(folder / "model_index.json")
+    except (OSError, ValueError) as error:
+        return RefusedModel(name, f"unreadable model_index.json: {error}")
+    pickles = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        return RefusedModel(name, f"pickle weights are refused, convert them to safetensors: {', '.join(pickles[:3])}")
+    if not any(folder.rglob("*.safetensors")):
+        return RefusedModel(name, "no safetensors weights found")
+    try:
+        unet_config = read_json(folder / "unet" / "config.json")
+        vae_config = read_json(folder / "vae" / "config.json")
+    except (OSError, ValueError) as error:
+        return RefusedModel(name, f"not a UNet pipeline: {error}")
+    vae_scale = 2 ** (len(vae_config.get("block_out_channels", [0, 0, 0, 0])) - 1)
+    sample_size = unet_config.get("sample_size", 64)
+    if isinstance(sample_size, list):
+        sample_size = sample_size[0]
+    description = ""
+    readme = folder / "README.md"
+    if readme.exists():
+        for line in readme.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                description = line.strip()[:200]
+                break
+    return ModelSpec(
+        name=name,
+        path=folder,
+        pipeline_class=str(index.get("_class_name", "StableDiffusionPipeline")),
+        default_width=int(sample_size) * vae_scale,
+        default_height=int(sample_size) * vae_scale,
+        unet_in_channels=int(unet_config.get("in_channels", 4)),
+        text_encoder_package=index.get("_studio_text_encoder_package"),
+        max_tokens=index.get("_studio_max_tokens"),
+        has_ip_adapter=(folder / "ip_adapter").is_dir() and (folder / "image_encoder").is_dir(),
+        description=description,
+    )
+
+
+class ModelCatalog:
+    """Lists the models in ``models_dir`` and describes one by name; never loads weights."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+
+    def scan(self) -> tuple[builtins.list[ModelSpec], builtins.list[RefusedModel]]:
+        specs: list[ModelSpec] = []
+        refused: list[RefusedModel] = []
+        if not self.models_dir.is_dir():
+            return specs, refused
+        for folder in sorted(self.models_dir.iterdir()):
+            if not (folder / "model_index.json").is_file():
+                continue
+            found = inspect_model(folder)
+            if isinstance(found, ModelSpec):
+                specs.append(found)
+            else:
+                logger.warning("model %s refused: %s", found.name, found.reason)
+                refused.append(found)
+        return specs, refused
+
+    def list(self) -> builtins.list[ModelSpec]:
+        return self.scan()[0]
+
+    def spec(self, name: str) -> ModelSpec:
+        # Only names of folders directly under the models directory: never a path.
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ModelNotFound(f"unknown model {name!r}")
+        folder = self.models_dir / name
+        if not (folder / "model_index.json").is_file():
+            raise ModelNotFound(f"unknown model {name!r}")
+        found = inspect_model(folder)
+        if isinstance(found, RefusedModel):
+            raise ModelNotFound(f"model {name!r} is refused: {found.reason}")
+        return found
