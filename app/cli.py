@@ -35,7 +35,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     typer.echo(
         f"Painting Studio on http://{settings.host}:{settings.port} "
-        f"(auth: {settings.auth_mode}, queue: {settings.queue}, devices: {', '.join(settings.device_list)})"
+        f"(auth: {settings.auth_mode}, queue: {settings.queue}, devices: {settings.devices or 'auto'})"
     )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
@@ -61,10 +61,10 @@ def migrate() -> None:
 @app.command()
 def models() -> None:
     """List the models in the models directory, and any that were refused."""
-    from app.engine.registry import ModelRegistry
+    from app.engine.catalog import ModelCatalog
 
     settings = get_settings()
-    specs, refused = ModelRegistry(settings.models_dir).scan()
+    specs, refused = ModelCatalog(settings.models_dir).scan()
     for spec in specs:
         marker = "*" if spec.name == settings.default_model else " "
         typer.echo(f"{marker} {spec.name:24} {spec.pipeline_class:32} {spec.default_width}x{spec.default_height}")

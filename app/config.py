@@ -56,6 +56,8 @@ class Settings(BaseSettings):
 
     @property
     def device_list(self) -> list[str]:
+        """The devices to run jobs on. With ``devices`` unset this imports torch to count GPUs,
+        which takes seconds: only worker code (the pool's start-up thread, a Celery worker) asks."""
         if self.devices.strip():
             return [device.strip() for device in self.devices.split(",") if device.strip()]
         try:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.config import LOOPBACK_HOSTS, Settings
 from app.db.models import Role, User
-from app.engine.registry import ModelRegistry
+from app.engine.catalog import ModelCatalog
 from app.services import tokens, users
 from app.services.errors import NotFound
 from app.services.storage import ImageStore
@@ -35,9 +35,9 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_registry(request: Request) -> ModelRegistry:
-    registry: ModelRegistry = request.app.state.registry
-    return registry
+def get_catalog(request: Request) -> ModelCatalog:
+    catalog: ModelCatalog = request.app.state.catalog
+    return catalog
 
 
 def get_store(request: Request) -> ImageStore:
@@ -62,7 +62,9 @@ def get_templates(request: Request) -> Jinja2Templates:
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
+# The former name, kept while routes still ask for it: the web side only ever needed the catalog.
+RegistryDep = CatalogDep
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
 DispatchDep = Annotated[Callable[[int], None], Depends(get_dispatch)]

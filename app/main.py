@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -34,7 +34,7 @@ from app.config import Settings, get_settings
 from app.db.migrate import upgrade_database
 from app.db.session import make_engine, make_session_factory
 from app.deps import ApiCsrf, LoginRequired
-from app.engine.registry import ModelNotFound, ModelRegistry
+from app.engine.catalog import ModelCatalog, ModelNotFound
 from app.gate import LoginGateMiddleware
 from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from app.services.errors import StudioError
@@ -46,8 +46,10 @@ from app.web import interpolation as interpolation_pages
 from app.web import lineage as lineage_pages
 from app.web import pages, partials
 from app.workers.events import EventBus, MemoryEventBus, RedisEventBus
-from app.workers.jobs import JobContext
 from app.workers.pool import WorkerPool
+
+if TYPE_CHECKING:
+    from app.workers.jobs import JobContext
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,18 @@ def _make_bus(settings: Settings) -> EventBus:
     return MemoryEventBus()
 
 
+def _job_context_factory(app: FastAPI, settings: Settings) -> Callable[[], JobContext]:
+    def make() -> JobContext:
+        # Imported here, on the pool's start-up thread: this is where torch and diffusers load.
+        from app.workers.jobs import build_job_context
+
+        return build_job_context(
+            settings, session_factory=app.state.session_factory, store=app.state.store, bus=app.state.bus
+        )
+
+    return make
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,9 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upgrade_database(settings.sqlalchemy_url)
         pool: WorkerPool | None = app.state.pool
         if pool is not None:
+            # Returns at once: the engine is imported and the default model preloaded on the
+            # pool's own threads, so the server answers (and /healthz says "loading") meanwhile.
             pool.start()
-            if settings.preload_default_model:
-                threading.Thread(target=pool.preload, args=(settings.default_model,), daemon=True).start()
         try:
             yield
         finally:
@@ -133,18 +147,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db_engine = engine
     app.state.session_factory = make_session_factory(engine)
-    app.state.registry = ModelRegistry(settings.models_dir, cache_size=settings.pipeline_cache_size)
+    # The web side lists and checks models through the catalog (no torch); the pipelines are
+    # loaded by the registry that the worker pool builds on its own thread.
+    app.state.catalog = ModelCatalog(settings.models_dir)
     app.state.store = ImageStore(settings.images_dir)
     app.state.bus = _make_bus(settings)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-    context = JobContext(
-        session_factory=app.state.session_factory,
-        registry=app.state.registry,
-        store=app.state.store,
-        bus=app.state.bus,
-        heartbeat_seconds=settings.heartbeat_seconds,
-    )
-    app.state.job_context = context
     app.state.pool = None
     dispatch: Callable[[int], None]
     if settings.queue == "celery":
@@ -152,7 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         dispatch = dispatch_to_celery
     else:
-        pool = WorkerPool(settings, context) if settings.start_workers else None
+        pool = WorkerPool(settings, _job_context_factory(app, settings)) if settings.start_workers else None
         app.state.pool = pool
 
         def dispatch(generation_id: int) -> None:

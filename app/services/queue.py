@@ -299,3 +299,20 @@ def requeue_interrupted(session: Session, *, worker_prefix: str) -> int:
     ).rowcount  # type: ignore[attr-defined]
     session.commit()
     return int(requeued)
+
+
+def release(session: Session, *, generation_id: int, worker: str) -> bool:
+    """Give a job back to the queue that this worker stopped running because it is shutting down.
+
+    Guarded like ``complete``: only a job still running under this worker is released, so a
+    cancel that landed first stays cancelled. False when the job was no longer ours.
+    """
+    stmt = (
+        update(Generation)
+        .where(*_running_under(generation_id, worker))
+        .values(status=Status.QUEUED, worker=None, heartbeat_at=None, started_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    released = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+    session.commit()
+    return released

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode, User
 from app.deps import CurrentUser, RegistryDep, SessionDep, SettingsDep, TemplatesDep
-from app.engine.registry import ModelRegistry
+from app.engine.catalog import ModelCatalog
 from app.services import feedback, generations, queue, sharing
 from app.services.errors import NotFound
 from app.web.brush_forms import DEFAULT_STYLE_STRENGTH, MAX_REFERENCES, STYLE_METHODS, StyleChip, visible_references
@@ -26,7 +26,7 @@ HISTORY_PAGE = 24
 MODES = [item.value for item in Mode]
 
 
-def model_names(registry: ModelRegistry) -> list[str]:
+def model_names(registry: ModelCatalog) -> list[str]:
     return [spec.name for spec in registry.list()]
 
 
@@ -36,7 +36,7 @@ def render_studio(
     *,
     session: Session,
     user: User,
-    registry: ModelRegistry,
+    registry: ModelCatalog,
     default_model: str,
     form: StudioForm,
     error: str | None = None,

@@ -41,22 +41,21 @@ celery_app = make_celery(get_settings())
 
 @lru_cache(maxsize=1)
 def _worker_context():  # type: ignore[no-untyped-def]
-    # Built lazily inside the worker process, after any fork, so CUDA is initialised there.
+    # Built lazily inside the worker process, after any fork, so CUDA is initialised there; the
+    # engine (torch, diffusers) is imported here, never by a web process that only dispatches.
     from app.db.session import make_engine, make_session_factory
-    from app.engine.registry import ModelRegistry
     from app.services.storage import ImageStore
     from app.workers.events import RedisEventBus
-    from app.workers.jobs import JobContext
+    from app.workers.jobs import build_job_context
 
     settings = get_settings()
-    return settings, JobContext(
+    return settings, build_job_context(
+        settings,
         session_factory=make_session_factory(
             make_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
         ),
-        registry=ModelRegistry(settings.models_dir, cache_size=settings.pipeline_cache_size),
         store=ImageStore(settings.images_dir),
         bus=RedisEventBus(settings.redis_url),
-        heartbeat_seconds=settings.heartbeat_seconds,
     )
 
 

@@ -10,6 +10,7 @@ import base64
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.config import Settings
 from app.db.models import Generation, Status
 from app.engine.registry import ModelRegistry
 from app.engine.runner import Cancelled, GenerationResult, StepProgress, run
@@ -36,6 +38,19 @@ class JobContext:
     store: ImageStore
     bus: EventBus
     heartbeat_seconds: float
+
+
+def build_job_context(
+    settings: Settings, *, session_factory: sessionmaker[Session], store: ImageStore, bus: EventBus
+) -> JobContext:
+    """The context a worker runs jobs in, with its own registry of warm pipelines."""
+    return JobContext(
+        session_factory=session_factory,
+        registry=ModelRegistry(settings.models_dir, cache_size=settings.pipeline_cache_size),
+        store=store,
+        bus=bus,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
 
 
 def preview_data_url(image: PILImage.Image) -> str:
@@ -81,10 +96,18 @@ class _Heartbeat:
                 return
 
 
-def execute(context: JobContext, generation_id: int, *, worker: str, device: str) -> Status:
-    """Runs a generation this worker has claimed and records the outcome. Never raises."""
+def execute(
+    context: JobContext, generation_id: int, *, worker: str, device: str, stop: threading.Event | None = None
+) -> Status | None:
+    """Runs a generation this worker has claimed and records the outcome. Never raises.
+
+    ``stop`` is the pool's shutdown signal: the engine stops at its next step end and the job
+    goes back to the queue (it did nothing wrong). Returns the job's status as recorded, or None
+    when the database could not be read to say (the sweeper settles such a job later).
+    """
     bus = context.bus
     bus.publish(generation_id, "status", {"status": Status.RUNNING.value})
+    stopping = stop.is_set if stop is not None else lambda: False
     try:
         with context.session_factory() as session:
             generation = session.get(Generation, generation_id)
@@ -94,22 +117,73 @@ def execute(context: JobContext, generation_id: int, *, worker: str, device: str
             session.expunge(generation)
 
         with _Heartbeat(context, generation_id, worker) as heartbeat:
-            on_step = _progress_publisher(bus, generation_id, heartbeat.stop_requested.is_set)
+            on_step = _progress_publisher(bus, generation_id, lambda: heartbeat.stop_requested.is_set() or stopping())
             result = run(context.registry, spec, device=device, on_step=on_step)
         outputs = _store_outputs(context, generation, result)
-        with context.session_factory() as session:
-            kept = queue.complete(session, generation_id=generation_id, worker=worker, outputs=outputs)
+        # The files are written; a database that fails now must not fail the painting, so the
+        # rows are retried like any other outcome (complete() is guarded, so a retry after a
+        # commit that did go through finds the job final and writes nothing).
+        kept = _record(
+            context,
+            generation_id,
+            "outputs",
+            lambda session: queue.complete(session, generation_id=generation_id, worker=worker, outputs=outputs),
+        )
         status = Status.SUCCEEDED if kept else _current_status(context, generation_id)
     except Cancelled:
+        if stopping():
+            # Cancelled by shutdown, not by the artist or a sweeper: hand the job back.
+            _record(
+                context,
+                generation_id,
+                "release",
+                lambda session: queue.release(session, generation_id=generation_id, worker=worker),
+            )
         status = _current_status(context, generation_id)
     except Exception as error:  # the job fails, the worker lives on
         logger.exception("generation %s failed", generation_id)
         message = _describe(error)
-        with context.session_factory() as session:
-            queue.fail(session, generation_id=generation_id, worker=worker, error=message)
+        _record(
+            context,
+            generation_id,
+            "failure",
+            lambda session: queue.fail(session, generation_id=generation_id, worker=worker, error=message),
+        )
         status = _current_status(context, generation_id)
-    bus.publish(generation_id, "status", {"status": status.value})
+    if status is not None:
+        bus.publish(generation_id, "status", {"status": status.value})
     return status
+
+
+RECORD_ATTEMPTS = 3
+RECORD_BACKOFF_SECONDS = 0.5
+
+
+def _record(context: JobContext, generation_id: int, what: str, write: Callable[[Session], bool | None]) -> bool:
+    """Writes a job's outcome, retrying a failing database a few times.
+
+    True when ``write`` went through and did not say False (a guarded write that found the job
+    no longer ours); False otherwise.
+
+    A job whose outcome could not be written stays 'running' with a heartbeat that no longer
+    beats, so the sweeper requeues it later: the work repeats, nothing is lost.
+    """
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            with context.session_factory() as session:
+                return write(session) is not False
+        except Exception:
+            logger.exception(
+                "recording the %s of generation %s failed (attempt %d of %d)",
+                what,
+                generation_id,
+                attempt,
+                RECORD_ATTEMPTS,
+            )
+            if attempt < RECORD_ATTEMPTS:
+                time.sleep(RECORD_BACKOFF_SECONDS * 2 ** (attempt - 1))
+    logger.error("gave up recording the %s of generation %s; the sweeper will requeue it", what, generation_id)
+    return False
 
 
 def _progress_publisher(bus: EventBus, generation_id: int, stop: Callable[[], bool]) -> Callable[[StepProgress], bool]:
@@ -131,10 +205,14 @@ def _store_outputs(context: JobContext, generation: Generation, result: Generati
     return outputs
 
 
-def _current_status(context: JobContext, generation_id: int) -> Status:
-    with context.session_factory() as session:
-        generation = session.get(Generation, generation_id)
-        return generation.status if generation is not None else Status.FAILED
+def _current_status(context: JobContext, generation_id: int) -> Status | None:
+    try:
+        with context.session_factory() as session:
+            generation = session.get(Generation, generation_id)
+            return generation.status if generation is not None else Status.FAILED
+    except Exception:  # only used to report: a database error must not escape execute()
+        logger.exception("could not read the status of generation %s", generation_id)
+        return None
 
 
 def _describe(error: Exception) -> str:

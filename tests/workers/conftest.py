@@ -6,6 +6,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -60,14 +61,17 @@ def pool_settings(settings: Settings, models_dir: Path) -> Settings:
 
 
 @pytest.fixture
-def make_pool(pool_settings: Settings, job_context: JobContext) -> Iterator[Callable[[], WorkerPool]]:
-    """``make_pool() -> WorkerPool``, started; stopped when the test ends."""
+def make_pool(pool_settings: Settings, job_context: JobContext) -> Iterator[Callable[..., WorkerPool]]:
+    """``make_pool(context=None, **settings_overrides) -> WorkerPool``, started and running its
+    threads; stopped when the test ends. ``context`` replaces the test's ``job_context``."""
     pools: list[WorkerPool] = []
 
-    def make() -> WorkerPool:
-        pool = WorkerPool(pool_settings, job_context)
+    def make(context: JobContext | None = None, **overrides: Any) -> WorkerPool:
+        chosen = context or job_context
+        pool = WorkerPool(pool_settings.model_copy(update=overrides), lambda: chosen)
         pool.start()
         pools.append(pool)
+        assert pool.wait_started(timeout=60), "the pool's start-up thread did not finish"
         return pool
 
     yield make
