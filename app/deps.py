@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
@@ -13,6 +12,8 @@ from sqlalchemy.orm import Session
 from app.config import LOOPBACK_HOSTS, Settings
 from app.db.models import Role, User
 from app.engine.catalog import ModelCatalog
+from app.http import csrf
+from app.http.submit import Submitter
 from app.services import tokens, users
 from app.services.errors import NotFound
 from app.services.storage import ImageStore
@@ -71,6 +72,14 @@ DispatchDep = Annotated[Callable[[int], None], Depends(get_dispatch)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 
 
+def get_submitter(session: SessionDep, dispatch: DispatchDep) -> Submitter:
+    return Submitter(session, dispatch)
+
+
+SubmitDep = Annotated[Submitter, Depends(get_submitter)]
+"""Every route that creates a job submits it through this: enqueued, then dispatched (app.http.submit)."""
+
+
 class LoginRequired(Exception):
     """No user behind a request that needs one; app.main answers 401 (JSON) or a redirect to /login (pages)."""
 
@@ -90,10 +99,17 @@ def optional_user(request: Request, session: SessionDep, settings: SettingsDep) 
     """Who the request acts for: a Bearer token, else the signed session, else (local mode) the local artist.
 
     How it was decided is kept on ``request.state.auth`` (bearer, session, local or None): the
-    CSRF check depends on it. The user belongs to the route's ``SessionDep`` session and is
-    released with it when the route returns (detached, its columns still loaded), so no user
-    holds a connection while a response streams.
+    CSRF check depends on it. The user is kept on ``request.state.user`` too, so that an error
+    page rendered after the route failed still shows the signed-in menu. The user belongs to the
+    route's ``SessionDep`` session and is released with it when the route returns (detached, its
+    columns still loaded), so no user holds a connection while a response streams.
     """
+    user = _acting_user(request, session, settings)
+    request.state.user = user
+    return user
+
+
+def _acting_user(request: Request, session: Session, settings: Settings) -> User | None:
     request.state.auth = None
     clear = _bearer(request)
     if clear is not None:
@@ -138,10 +154,6 @@ def admin_user(user: CurrentUser) -> User:
 
 AdminUser = Annotated[User, Depends(admin_user)]
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSRF_SESSION_KEY = "csrf_token"
-CSRF_HEADER = "x-csrf-token"
-
 
 def _is_loopback_host(host_header: str) -> bool:
     host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
@@ -163,14 +175,12 @@ def api_csrf(request: Request, user: OptionalUser, settings: SettingsDep) -> Non
       name (a DNS-rebinding page would arrive with its own host name).
     - Anonymous requests (required mode) carry no identity to abuse; the route refuses them.
     """
-    if request.method in SAFE_METHODS:
+    if request.method in csrf.SAFE_METHODS:
         return
     auth = getattr(request.state, "auth", None)
     if auth == AUTH_BEARER or user is None:
         return
-    expected = request.session.get(CSRF_SESSION_KEY) if "session" in request.scope else None
-    given = request.headers.get(CSRF_HEADER)
-    token_ok = isinstance(expected, str) and isinstance(given, str) and hmac.compare_digest(expected, given)
+    token_ok = csrf.carries_token(request, request.headers.get(csrf.HEADER))
     if auth == AUTH_SESSION:
         if token_ok:
             return
@@ -185,3 +195,22 @@ def api_csrf(request: Request, user: OptionalUser, settings: SettingsDep) -> Non
 
 
 ApiCsrf = Depends(api_csrf)
+
+
+async def form_csrf(request: Request, _: OptionalUser) -> None:
+    """Refuse a form post whose token (the ``csrf_token`` field, or htmx's header) is not this session's.
+
+    The session cookie is SameSite=Lax, so a cross-site form post arrives without it and has no
+    token to match; this also covers the local mode, where a request without a session acts as
+    the local artist. Starlette keeps the parsed form on the request, so the route reads it again
+    for free. The user is resolved first only so that the refusal's page shows who is signed in.
+    """
+    if request.method in csrf.SAFE_METHODS:
+        return
+    given = request.headers.get(csrf.HEADER) or (await request.form()).get(csrf.FIELD)
+    if not csrf.carries_token(request, given):
+        raise csrf.FormExpired()
+
+
+FormCsrf = Depends(form_csrf)
+"""On every HTML router (app.web): a refused token answers 422 with the error page or fragment."""

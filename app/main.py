@@ -37,7 +37,7 @@ from app.deps import ApiCsrf, LoginRequired
 from app.engine.catalog import ModelCatalog, ModelNotFound
 from app.gate import LoginGateMiddleware
 from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from app.services.errors import StudioError
+from app.services.errors import InvalidInput, StudioError
 from app.services.storage import ImageStore
 from app.web import accounts as accounts_pages
 from app.web import brushes as brush_pages
@@ -45,6 +45,7 @@ from app.web import galleries as galleries_pages
 from app.web import interpolation as interpolation_pages
 from app.web import lineage as lineage_pages
 from app.web import pages, partials
+from app.web.errors import error_page
 from app.workers.events import EventBus, MemoryEventBus, RedisEventBus
 from app.workers.pool import WorkerPool
 
@@ -68,14 +69,22 @@ def _validation_message(error: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StudioError)
-    async def studio_error(_: Request, error: StudioError) -> JSONResponse:
-        return JSONResponse({"detail": error.message}, status_code=error.status_code)
+    async def studio_error(request: Request, error: StudioError) -> Response:
+        # The one place domain errors become answers: {"detail"} for the JSON API; for pages and
+        # forms the error page, the htmx fragment or the form again (app.web.errors).
+        if _is_api(request):
+            return JSONResponse({"detail": error.message}, status_code=error.status_code)
+        return await error_page(request, error)
 
     @app.exception_handler(ModelNotFound)
-    async def model_not_found(_: Request, error: ModelNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(error.args[0] if error.args else error)}, status_code=422)
+    async def model_not_found(request: Request, error: ModelNotFound) -> Response:
+        return await studio_error(request, InvalidInput(str(error.args[0] if error.args else error)))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -85,7 +94,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, _: LoginRequired) -> Response:
         # The JSON API says 401; a page sends the person to the login form and back afterwards.
-        if request.url.path.startswith("/api/"):
+        if _is_api(request):
             return JSONResponse(
                 {"detail": "log in to do this"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
