@@ -5,7 +5,7 @@ The Generation row is the queue; every transition here is one guarded statement.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -140,16 +140,26 @@ def claim(session: Session, *, worker: str, warm_models: Sequence[str] = ()) -> 
     return session.get(Generation, generation_id, populate_existing=True)
 
 
-def queue_position(session: Session, generation: Generation) -> int | None:
-    """How many queued jobs a worker would claim before this one (0 = next); None if not queued.
+def queue_positions(session: Session, generations: Iterable[Generation]) -> dict[int, int]:
+    """How many queued jobs a worker would claim before each queued one of ``generations`` (0 = next).
 
-    Computed for a worker with no model warm and from the queue as it is now; new arrivals
-    from other users can still take a turn ahead of it.
+    One statement for a whole page (none when nothing on it is queued); jobs that are not
+    queued are left out of the answer. Computed for a worker with no model warm and from the
+    queue as it is now; new arrivals from other users can still take a turn ahead of a job.
     """
+    ids = {generation.id for generation in generations if generation.status == Status.QUEUED}
+    if not ids:
+        return {}
     ranked = _ranked_queue()
     position = func.row_number().over(order_by=_fair_order(ranked)) - 1
     ordered = select(ranked.c.id, position.label("position")).subquery("ordered")
-    return session.scalar(select(ordered.c.position).where(ordered.c.id == generation.id))
+    rows = session.execute(select(ordered.c.id, ordered.c.position).where(ordered.c.id.in_(ids)))
+    return {generation_id: int(place) for generation_id, place in rows}
+
+
+def queue_position(session: Session, generation: Generation) -> int | None:
+    """How many queued jobs a worker would claim before this one (0 = next); None if not queued."""
+    return queue_positions(session, [generation]).get(generation.id)
 
 
 # ---------------------------------------------------------------------------------------------
