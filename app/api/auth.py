@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from app.db.models import ApiToken, User
 from app.deps import ApiCsrf, CurrentUser, SessionDep
+from app.http.csrf import csrf_token
+from app.http.sessions import end_session, start_session
+from app.schemas import UtcDatetime
 from app.services import tokens, users
-from app.web.forms import csrf_token
 
 router = APIRouter(tags=["accounts"])
 
@@ -41,20 +41,13 @@ class TokenRequest(BaseModel):
 class TokenOut(BaseModel):
     id: int
     name: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcDatetime
+    last_used_at: UtcDatetime | None
+    revoked_at: UtcDatetime | None
 
 
 class TokenCreated(TokenOut):
     token: str
-
-
-def start_session(request: Request, user: User) -> str:
-    """Log ``user`` in on this browser: a fresh session (no fixation) with a fresh CSRF token."""
-    request.session.clear()
-    request.session["user_id"] = user.id
-    return csrf_token(request)
 
 
 def user_out(user: User) -> UserOut:
@@ -81,7 +74,7 @@ def login(body: Credentials, request: Request, session: SessionDep) -> LoggedIn:
 
 @router.post("/auth/logout", status_code=204, dependencies=[ApiCsrf])
 def logout(request: Request) -> Response:
-    request.session.clear()
+    end_session(request)
     return Response(status_code=204)
 
 

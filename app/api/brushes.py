@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.generations import accepted
-from app.deps import CurrentUser, DispatchDep, RegistryDep, SessionDep, SettingsDep
+from app.deps import CurrentUser, RegistryDep, SessionDep, SettingsDep, SubmitDep
 from app.schemas import GenerationAccepted, InpaintRequest, StyleRequest
-from app.services import compose, generations
+from app.services import compose
 
 router = APIRouter(tags=["generations"])
 
@@ -19,12 +19,10 @@ def generate_style(
     user: CurrentUser,
     registry: RegistryDep,
     settings: SettingsDep,
-    dispatch: DispatchDep,
+    submit: SubmitDep,
 ) -> GenerationAccepted:
-    new = compose.style_generation(session, body, user=user, registry=registry, default_model=settings.default_model)
-    generation = generations.enqueue(session, owner=user, new=new)
-    dispatch(generation.id)
-    return accepted(generation)
+    new = compose.style_generation(session, body, user=user, catalog=registry, default_model=settings.default_model)
+    return accepted(submit(owner=user, new=new))
 
 
 @router.post("/generate/inpaint", status_code=202, response_model=GenerationAccepted)
@@ -34,11 +32,9 @@ def generate_inpaint(
     user: CurrentUser,
     registry: RegistryDep,
     settings: SettingsDep,
-    dispatch: DispatchDep,
+    submit: SubmitDep,
 ) -> GenerationAccepted:
     new, notes = compose.inpaint_generation(
-        session, body, user=user, registry=registry, default_model=settings.default_model
+        session, body, user=user, catalog=registry, default_model=settings.default_model
     )
-    generation = generations.enqueue(session, owner=user, new=new)
-    dispatch(generation.id)
-    return accepted(generation, notes)
+    return accepted(submit(owner=user, new=new), notes)

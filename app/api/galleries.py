@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -10,6 +9,8 @@ from pydantic import BaseModel, Field
 
 from app.db.models import Gallery, Visibility
 from app.deps import CurrentUser, OptionalUser, SessionDep, StoreDep
+from app.http.zips import gallery_zip
+from app.schemas import UtcDatetime
 from app.services import galleries
 
 router = APIRouter(tags=["galleries"])
@@ -61,7 +62,7 @@ class GalleryOut(BaseModel):
     description: str
     visibility: str
     cover_image_id: int | None
-    created_at: datetime
+    created_at: UtcDatetime
     items: list[ItemOut]
 
 
@@ -70,7 +71,7 @@ class GallerySummary(BaseModel):
     title: str
     visibility: str
     cover_url: str | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class GalleryPage(BaseModel):
@@ -201,10 +202,4 @@ def reorder(gallery_id: int, body: Order, session: SessionDep, user: CurrentUser
 @router.get("/galleries/{gallery_id}/download")
 def download(gallery_id: int, session: SessionDep, user: OptionalUser, store: StoreDep) -> Response:
     """The gallery's PNGs as a ZIP, in gallery order."""
-    gallery = galleries.get_visible(session, gallery_id=gallery_id, user=user)
-    return zip_response(store, gallery)
-
-
-def zip_response(store: StoreDep, gallery: Gallery) -> Response:
-    headers = {"Content-Disposition": f'attachment; filename="{galleries.zip_name(gallery)}"'}
-    return Response(galleries.zip_bytes(store, gallery), media_type="application/zip", headers=headers)
+    return gallery_zip(store, galleries.get_visible(session, gallery_id=gallery_id, user=user))

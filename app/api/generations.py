@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode
-from app.deps import BusDep, CurrentUser, DispatchDep, RegistryDep, SessionDep, SettingsDep
+from app.deps import BusDep, CurrentUser, RegistryDep, SessionDep, SettingsDep, SubmitDep
 from app.schemas import GenerationAccepted, GenerationOut, GenerationPage, ImageOut, PromptRequest
 from app.services import estimates, generations, queue
 from app.services.compose import new_generation
@@ -72,12 +72,10 @@ def generate_prompt(
     user: CurrentUser,
     registry: RegistryDep,
     settings: SettingsDep,
-    dispatch: DispatchDep,
+    submit: SubmitDep,
 ) -> GenerationAccepted:
-    new = new_generation(body, mode=Mode.TXT2IMG, registry=registry, default_model=settings.default_model)
-    generation = generations.enqueue(session, owner=user, new=new)
-    dispatch(generation.id)
-    return accepted(generation)
+    new = new_generation(body, mode=Mode.TXT2IMG, catalog=registry, default_model=settings.default_model)
+    return accepted(submit(owner=user, new=new))
 
 
 @router.get("/generations", response_model=GenerationPage)

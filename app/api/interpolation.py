@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.api.generations import accepted
-from app.deps import CurrentUser, DispatchDep, SessionDep, StoreDep
+from app.deps import CurrentUser, SessionDep, StoreDep, SubmitDep
 from app.schemas import GenerationAccepted, InterpolateRequest
 from app.services import generations, interpolation
 
@@ -14,14 +14,13 @@ router = APIRouter(tags=["interpolation"])
 
 @router.post("/generations/{generation_id}/interpolate", status_code=202, response_model=GenerationAccepted)
 def interpolate_generation(
-    generation_id: int, body: InterpolateRequest, session: SessionDep, user: CurrentUser, dispatch: DispatchDep
+    generation_id: int, body: InterpolateRequest, user: CurrentUser, submit: SubmitDep
 ) -> GenerationAccepted:
     """``frames`` frames from this generation to ``to_id`` (same model and size), recorded as an
     ``interpolate`` step: spherical interpolation of the starting noise, linear of the prompts."""
-    generation = interpolation.enqueue_walk(
-        session, owner=user, from_id=generation_id, to_id=body.to_id, frames=body.frames
+    generation = submit.through(
+        interpolation.enqueue_walk, owner=user, from_id=generation_id, to_id=body.to_id, frames=body.frames
     )
-    dispatch(generation.id)
     return accepted(generation)
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from app.api.generations import accepted
 from app.db.models import Mode
-from app.deps import CurrentUser, DispatchDep, RegistryDep, SessionDep, SettingsDep
+from app.deps import CurrentUser, RegistryDep, SessionDep, SettingsDep, SubmitDep
 from app.schemas import (
     BatchAccepted,
     EdgeOut,
@@ -60,47 +60,28 @@ def get_lineage(generation_id: int, session: SessionDep, user: CurrentUser) -> L
 
 @router.post("/generations/{generation_id}/vary", status_code=202, response_model=GenerationAccepted)
 def vary_generation(
-    generation_id: int,
-    session: SessionDep,
-    user: CurrentUser,
-    dispatch: DispatchDep,
-    body: VaryRequest | None = None,
+    generation_id: int, user: CurrentUser, submit: SubmitDep, body: VaryRequest | None = None
 ) -> GenerationAccepted:
     """The same parameters with a new seed (random unless given), recorded as a ``vary`` step."""
-    generation = explore.vary(session, owner=user, generation_id=generation_id, seed=body.seed if body else None)
-    dispatch(generation.id)
+    generation = submit.through(explore.vary, owner=user, generation_id=generation_id, seed=body.seed if body else None)
     return accepted(generation)
 
 
 @router.post("/generate/seeds", status_code=202, response_model=BatchAccepted)
 def generate_seed_grid(
-    body: SeedGridRequest,
-    session: SessionDep,
-    user: CurrentUser,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    dispatch: DispatchDep,
+    body: SeedGridRequest, user: CurrentUser, registry: RegistryDep, settings: SettingsDep, submit: SubmitDep
 ) -> BatchAccepted:
-    base = new_generation(body, mode=Mode.TXT2IMG, registry=registry, default_model=settings.default_model)
-    batch, cells = explore.seed_grid(session, owner=user, base=base, count=body.count)
-    for cell in cells:
-        dispatch(cell.id)
+    base = new_generation(body, mode=Mode.TXT2IMG, catalog=registry, default_model=settings.default_model)
+    batch, cells = submit.through(explore.seed_grid, owner=user, base=base, count=body.count)
     return BatchAccepted(batch=batch, ids=[cell.id for cell in cells], url=f"/batches/{batch}")
 
 
 @router.post("/generate/matrix", status_code=202, response_model=BatchAccepted)
 def generate_prompt_matrix(
-    body: PromptMatrixRequest,
-    session: SessionDep,
-    user: CurrentUser,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    dispatch: DispatchDep,
+    body: PromptMatrixRequest, user: CurrentUser, registry: RegistryDep, settings: SettingsDep, submit: SubmitDep
 ) -> BatchAccepted:
-    base = new_generation(body, mode=Mode.TXT2IMG, registry=registry, default_model=settings.default_model)
-    batch, cells = explore.prompt_matrix(
-        session, owner=user, base=base, replace_text=body.replace, alternatives=body.alternatives
+    base = new_generation(body, mode=Mode.TXT2IMG, catalog=registry, default_model=settings.default_model)
+    batch, cells = submit.through(
+        explore.prompt_matrix, owner=user, base=base, replace_text=body.replace, alternatives=body.alternatives
     )
-    for cell in cells:
-        dispatch(cell.id)
     return BatchAccepted(batch=batch, ids=[cell.id for cell in cells], url=f"/batches/{batch}")

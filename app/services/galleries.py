@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Gallery, GalleryItem, Image, Role, User, Visibility
+from app.db.models import Gallery, GalleryItem, Image, ImageKind, Role, User, Visibility
 from app.services import feedback, images
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.storage import ImageStore
@@ -238,6 +238,27 @@ def list_public(
         rows = rows[:limit]
         return rows, rows[-1].id
     return rows, None
+
+
+def owner_names(session: Session, galleries: Sequence[Gallery]) -> dict[int, str]:
+    """The usernames of the galleries' owners, by user id, in one query."""
+    owner_ids = {gallery.owner_id for gallery in galleries}
+    if not owner_ids:
+        return {}
+    rows = session.execute(select(User.id, User.username).where(User.id.in_(owner_ids)))
+    return {user_id: username for user_id, username in rows}
+
+
+def addable_images(session: Session, gallery: Gallery, *, limit: int) -> list[Image]:
+    """The owner's newest paintings not yet in the gallery, to offer on its page."""
+    present = {item.image_id for item in gallery.items}
+    stmt = (
+        select(Image)
+        .where(Image.user_id == gallery.owner_id, Image.kind == ImageKind.OUTPUT)
+        .order_by(Image.id.desc())
+        .limit(limit + len(present))
+    )
+    return [image for image in session.scalars(stmt) if image.id not in present][:limit]
 
 
 def zip_bytes(store: ImageStore, gallery: Gallery) -> bytes:

@@ -8,14 +8,16 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.api.auth import start_session
 from app.db.models import Role
-from app.deps import AdminUser, SessionDep, TemplatesDep
+from app.deps import AdminUser, FormCsrf, SessionDep, TemplatesDep
+from app.http.csrf import csrf_token
+from app.http.sessions import end_session, start_session
 from app.services import admin, users
-from app.services.errors import StudioError
-from app.web.forms import FormFields, check_csrf, csrf_token
+from app.services.errors import InvalidInput
+from app.web.errors import Refusal, refused_page
+from app.web.forms import FormFields
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[FormCsrf])
 
 
 def safe_next(target: str | None) -> str:
@@ -43,16 +45,26 @@ def login_page(
     return _render(request, templates, "pages/login.html", next=safe_next(next_path), error=None, username="")
 
 
+def _login_again(refusal: Refusal) -> HTMLResponse:
+    # The only refusal a login form meets is its CSRF token (a wrong password is answered below):
+    # 403, as the JSON API answers a missing token.
+    fields = refusal.fields
+    return _render(
+        refusal.request,
+        refusal.templates,
+        "pages/login.html",
+        status_code=403,
+        next=safe_next(fields.get("next")),
+        error=refusal.error.message,
+        username=str(fields.get("username", "")),
+    )
+
+
 @router.post("/login", response_class=HTMLResponse)
+@refused_page(_login_again)
 def login(request: Request, fields: FormFields, session: SessionDep, templates: TemplatesDep) -> Response:
     target = safe_next(fields.get("next"))
     username = str(fields.get("username", ""))
-    try:
-        check_csrf(request, fields)
-    except StudioError as error:
-        return _render(
-            request, templates, "pages/login.html", status_code=403, next=target, error=error.message, username=username
-        )
     user = users.authenticate(session, username=username, password=str(fields.get("password", "")))
     if user is None:
         return _render(
@@ -73,27 +85,32 @@ def register_page(request: Request, templates: TemplatesDep) -> HTMLResponse:
     return _render(request, templates, "pages/register.html", error=None, username="")
 
 
+def _register_again(refusal: Refusal) -> HTMLResponse:
+    username = str(refusal.fields.get("username", ""))
+    return _render(
+        refusal.request,
+        refusal.templates,
+        "pages/register.html",
+        status_code=422,
+        error=refusal.error.message,
+        username=username,
+    )
+
+
 @router.post("/register", response_class=HTMLResponse)
-def register(request: Request, fields: FormFields, session: SessionDep, templates: TemplatesDep) -> Response:
-    username = str(fields.get("username", ""))
+@refused_page(_register_again)
+def register(request: Request, fields: FormFields, session: SessionDep) -> Response:
     password = str(fields.get("password", ""))
-    try:
-        check_csrf(request, fields)
-        if password != fields.get("password_again", password):
-            raise StudioError("the two passwords differ; type the same password twice")
-        user = users.create_user(session, username=username, password=password)
-    except StudioError as error:
-        return _render(
-            request, templates, "pages/register.html", status_code=422, error=error.message, username=username
-        )
+    if password != fields.get("password_again", password):
+        raise InvalidInput("the two passwords differ; type the same password twice")
+    user = users.create_user(session, username=str(fields.get("username", "")), password=password)
     start_session(request, user)
     return RedirectResponse("/", status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request, fields: FormFields) -> Response:
-    check_csrf(request, fields)
-    request.session.clear()
+def logout(request: Request) -> Response:
+    end_session(request)
     return RedirectResponse("/login", status_code=303)
 
 
@@ -112,10 +129,9 @@ def admin_page(request: Request, session: SessionDep, user: AdminUser, templates
 
 
 @router.post("/admin/users/{user_id}/role")
-def set_role(user_id: int, request: Request, fields: FormFields, session: SessionDep, actor: AdminUser) -> Response:
-    check_csrf(request, fields)
+def set_role(user_id: int, fields: FormFields, session: SessionDep, actor: AdminUser) -> Response:
     role = fields.get("role")
     if role not in {r.value for r in Role}:
-        raise StudioError(f"role must be admin or artist (got {role!r})")
+        raise InvalidInput(f"role must be admin or artist (got {role!r})")
     admin.set_role(session, actor=actor, user_id=user_id, role=Role(role))
     return RedirectResponse("/admin", status_code=303)

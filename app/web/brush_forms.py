@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from app.db.models import Image, User
 from app.schemas import StyleRequest
@@ -43,8 +44,8 @@ class StyleFields:
         return any(value.strip() for value in self.image_ids)
 
 
-async def read_style_fields(request: Request) -> StyleFields:
-    form = await request.form()
+def style_fields(form: FormData) -> StyleFields:
+    """The style part of a posted form (empty when it has no style references)."""
 
     def texts(name: str) -> list[str]:
         return [value for value in form.getlist(name) if isinstance(value, str)]
@@ -56,6 +57,10 @@ async def read_style_fields(request: Request) -> StyleFields:
         strength=strength if isinstance(strength, str) else "",
         method=method if isinstance(method, str) else "",
     )
+
+
+async def read_style_fields(request: Request) -> StyleFields:
+    return style_fields(await request.form())
 
 
 StyleFormFields = Annotated[StyleFields, Depends(read_style_fields)]

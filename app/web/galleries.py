@@ -7,16 +7,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
-from app.api.galleries import zip_response
-from app.db.models import Gallery, Image, ImageKind, Role, User, Visibility
-from app.deps import CurrentUser, SessionDep, StoreDep, TemplatesDep
+from app.db.models import Gallery, Image, Role, User, Visibility
+from app.deps import CurrentUser, FormCsrf, SessionDep, StoreDep, TemplatesDep
+from app.http.csrf import csrf_token
+from app.http.zips import gallery_zip
 from app.services import feedback, galleries, generations, sharing
 from app.services.errors import InvalidInput, NotFound
-from app.web.forms import FormFields, check_csrf, csrf_token
+from app.web.errors import is_htmx
+from app.web.forms import FormFields
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[FormCsrf])
 
 SortName = Literal["position", "rating", "newest"]
 VISIBILITIES = [item.value for item in Visibility]
@@ -31,10 +32,6 @@ def _render(
     context.setdefault("active", "")
     context["csrf_token"] = csrf_token(request)
     return templates.TemplateResponse(request, name, context, status_code=status_code)
-
-
-def _not_found(request: Request, templates: TemplatesDep, message: str) -> HTMLResponse:
-    return _render(request, templates, "pages/not_found.html", status_code=404, message=message)
 
 
 def _back(path: str) -> RedirectResponse:
@@ -67,8 +64,7 @@ def my_galleries(request: Request, session: SessionDep, user: CurrentUser, templ
 
 
 @router.post("/galleries")
-def create_gallery(request: Request, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
-    check_csrf(request, fields)
+def create_gallery(fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     gallery = galleries.create(
         session,
         owner=user,
@@ -88,7 +84,7 @@ def explore(
     cursor: Annotated[int | None, Query(ge=1)] = None,
 ) -> HTMLResponse:
     rows, next_cursor = galleries.list_public(session, cursor=cursor)
-    owners = {u.id: u.username for u in session.scalars(select(User).where(User.id.in_({g.owner_id for g in rows})))}
+    owners = galleries.owner_names(session, rows)
     return _render(
         request,
         templates,
@@ -116,24 +112,11 @@ def gallery_page(
     sort: Annotated[SortName, Query()] = "position",
     min_rating: Annotated[str | None, Query(max_length=1)] = None,
 ) -> HTMLResponse:
-    try:
-        gallery = galleries.get_visible(session, gallery_id=gallery_id, user=user)
-    except NotFound as error:
-        return _not_found(request, templates, error.message)
+    gallery = galleries.get_visible(session, gallery_id=gallery_id, user=user)
     minimum = _rating(min_rating)
     shown = galleries.shown_items(session, gallery, viewer=user, sort=sort, min_rating=minimum)
-    owner = session.get(User, gallery.owner_id)
     is_owner = gallery.owner_id == user.id or user.role == Role.ADMIN
-    addable: list[Image] = []
-    if is_owner:
-        present = {item.image_id for item in gallery.items}
-        stmt = (
-            select(Image)
-            .where(Image.user_id == gallery.owner_id, Image.kind == ImageKind.OUTPUT)
-            .order_by(Image.id.desc())
-            .limit(ADDABLE + len(present))
-        )
-        addable = [image for image in session.scalars(stmt) if image.id not in present][:ADDABLE]
+    addable: list[Image] = galleries.addable_images(session, gallery, limit=ADDABLE) if is_owner else []
     links = sharing.links_for(session, gallery=gallery) if is_owner else []
     cover = galleries.cover(gallery)
     return _render(
@@ -142,7 +125,7 @@ def gallery_page(
         "pages/gallery.html",
         user=user,
         gallery=gallery,
-        owner=owner,
+        owner_name=galleries.owner_names(session, [gallery]).get(gallery.owner_id),
         shown=shown,
         mine=feedback.for_user(session, user=user, image_ids=[entry.image.id for entry in shown]),
         is_owner=is_owner,
@@ -162,10 +145,7 @@ def _owned(session: SessionDep, gallery_id: int, user: User) -> Gallery:
 
 
 @router.post("/galleries/{gallery_id}/edit")
-def edit_gallery(
-    gallery_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser
-) -> Response:
-    check_csrf(request, fields)
+def edit_gallery(gallery_id: int, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     gallery = _owned(session, gallery_id, user)
     galleries.update(
         session,
@@ -178,17 +158,13 @@ def edit_gallery(
 
 
 @router.post("/galleries/{gallery_id}/delete")
-def delete_gallery(
-    gallery_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser
-) -> Response:
-    check_csrf(request, fields)
+def delete_gallery(gallery_id: int, session: SessionDep, user: CurrentUser) -> Response:
     galleries.delete(session, _owned(session, gallery_id, user))
     return _back("/galleries")
 
 
 @router.post("/galleries/{gallery_id}/items")
-def add_item(gallery_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
-    check_csrf(request, fields)
+def add_item(gallery_id: int, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     gallery = _owned(session, gallery_id, user)
     image_id = str(fields.get("image_id", ""))
     if not image_id.isdigit():
@@ -198,11 +174,8 @@ def add_item(gallery_id: int, request: Request, fields: FormFields, session: Ses
 
 
 @router.post("/galleries/{gallery_id}/items/{image_id}")
-def change_item(
-    gallery_id: int, image_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser
-) -> Response:
+def change_item(gallery_id: int, image_id: int, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     """One form per item; its ``action`` button says what to do: caption, cover, up, down or remove."""
-    check_csrf(request, fields)
     gallery = _owned(session, gallery_id, user)
     action = fields.get("action")
     if action == "caption":
@@ -226,14 +199,11 @@ def change_item(
 
 @router.get("/galleries/{gallery_id}/download")
 def download(gallery_id: int, session: SessionDep, user: CurrentUser, store: StoreDep) -> Response:
-    return zip_response(store, galleries.get_visible(session, gallery_id=gallery_id, user=user))
+    return gallery_zip(store, galleries.get_visible(session, gallery_id=gallery_id, user=user))
 
 
 @router.post("/galleries/{gallery_id}/share")
-def share_gallery(
-    gallery_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser
-) -> Response:
-    check_csrf(request, fields)
+def share_gallery(gallery_id: int, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     gallery = _owned(session, gallery_id, user)
     hours = str(fields.get("expires_in_hours", "")).strip()
     expires_in = timedelta(hours=int(hours)) if hours.isdigit() and int(hours) > 0 else None
@@ -242,21 +212,17 @@ def share_gallery(
 
 
 @router.post("/generations/{generation_id}/share")
-def share_generation(
-    generation_id: int, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser
-) -> Response:
+def share_generation(generation_id: int, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     """A new link to a generation; the generation page's dialog sends ``back`` to return to it."""
-    check_csrf(request, fields)
     generation = generations.get_visible(session, generation_id=generation_id, user=user)
     hours = str(fields.get("expires_in_hours", "")).strip()
     expires_in = timedelta(hours=int(hours)) if hours.isdigit() and int(hours) > 0 else None
     link = sharing.share_generation(session, generation=generation, user=user, expires_in=expires_in)
-    return _back(safe_back(request, fields) if fields.get("back") else f"/s/{link.token}")
+    return _back(safe_back(fields) if fields.get("back") else f"/s/{link.token}")
 
 
 @router.post("/share/{token}/revoke")
-def revoke_link(token: str, request: Request, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
-    check_csrf(request, fields)
+def revoke_link(token: str, session: SessionDep, user: CurrentUser) -> Response:
     link = sharing.revoke(session, token=token, user=user)
     return _back(f"/galleries/{link.gallery_id}#share" if link.gallery_id else f"/generations/{link.generation_id}")
 
@@ -275,7 +241,6 @@ def give_feedback(
     templates: TemplatesDep,
 ) -> Response:
     """The rating stars, like button and comment box post here; htmx gets the refreshed widget back."""
-    check_csrf(request, fields)
     rating = _rating(fields.get("rating"))
     liked = {"true": True, "false": False}.get(str(fields.get("liked", "")))
     comment = fields.get("comment")
@@ -287,16 +252,16 @@ def give_feedback(
         liked=liked,
         comment=str(comment) if comment is not None else None,
     )
-    if request.headers.get("hx-request") == "true":
+    if is_htmx(request):
         return templates.TemplateResponse(
             request,
             "partials/feedback.html",
             {"image_id": image_id, "mine": row, "csrf_token": csrf_token(request)},
         )
-    return _back(safe_back(request, fields))
+    return _back(safe_back(fields))
 
 
-def safe_back(request: Request, fields: dict[str, Any]) -> str:
+def safe_back(fields: dict[str, Any]) -> str:
     back = str(fields.get("back", ""))
     return back if back.startswith("/") and not back.startswith("//") else "/"
 
@@ -311,10 +276,7 @@ def pick_page(
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
 ) -> HTMLResponse:
     """ "Which is better?": two images of one prompt or lineage, side by side."""
-    try:
-        source = generations.get_visible(session, generation_id=generation, user=user)
-    except NotFound as error:
-        return _not_found(request, templates, error.message)
+    source = generations.get_visible(session, generation_id=generation, user=user)
     candidates = feedback.pair_candidates(session, user=user, generation=source)
     pairs = [(a, b) for i, a in enumerate(candidates) for b in candidates[i + 1 :]]
     pair = pairs[offset % len(pairs)] if pairs else None
@@ -330,8 +292,7 @@ def pick_page(
 
 
 @router.post("/pick")
-def pick(request: Request, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
-    check_csrf(request, fields)
+def pick(fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     winner, loser = str(fields.get("winner", "")), str(fields.get("loser", ""))
     if not (winner.isdigit() and loser.isdigit()):
         raise InvalidInput("pick one of the two images")
@@ -348,10 +309,7 @@ def pick(request: Request, fields: FormFields, session: SessionDep, user: Curren
 
 @router.get("/s/{token}", response_class=HTMLResponse)
 def shared(token: str, request: Request, session: SessionDep, templates: TemplatesDep) -> HTMLResponse:
-    try:
-        link = sharing.resolve(session, token)
-    except NotFound as error:
-        return _not_found(request, templates, error.message)
+    link = sharing.resolve(session, token)
     gallery = sharing.shared_gallery(session, link)
     generation = sharing.shared_generation(session, link)
     shown = sharing.shared_images(session, link)
@@ -398,4 +356,4 @@ def shared_download(token: str, session: SessionDep, store: StoreDep) -> Respons
     gallery = sharing.shared_gallery(session, sharing.resolve(session, token))
     if gallery is None:
         raise NotFound("only a shared gallery downloads as a ZIP")
-    return zip_response(store, gallery)
+    return gallery_zip(store, gallery)

@@ -10,15 +10,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, User
-from app.deps import CurrentUser, DispatchDep, SessionDep, TemplatesDep
+from app.deps import CurrentUser, FormCsrf, SessionDep, SubmitDep, TemplatesDep
+from app.http.csrf import csrf_token
+from app.params import Action
 from app.services import explore, generations, lineage
-from app.services.errors import InvalidInput, NotFound, StudioError
+from app.services.errors import InvalidInput, NotFound
 from app.services.generations import MAX_SEED
-from app.services.steps import ACTION_KEY, Action, action_of
-from app.web.forms import FormFields, check_csrf, csrf_token
-from app.web.pages import not_found
+from app.services.steps import action_of
+from app.web.forms import FormFields
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[FormCsrf])
 
 COMPARE_MIN, COMPARE_MAX = 2, 4
 # The rows of the compare table: label and how to read the value from a generation.
@@ -57,7 +58,7 @@ def _compare_value(generation: Generation, key: str) -> str:
 
 
 def parse_ids(values: list[str]) -> list[int]:
-    """``ids=1,2,3`` or ``ids=1&ids=2``: distinct ids in the order given."""
+    """``ids=1,2,3`` or ``ids=1&ids=2``: distinct ids in the order given; malformed ones compare nothing (404)."""
     ids: list[int] = []
     for value in values:
         for part in value.split(","):
@@ -65,11 +66,11 @@ def parse_ids(values: list[str]) -> list[int]:
             if not part:
                 continue
             if not part.isdigit():
-                raise InvalidInput(f"ids must be generation numbers separated by commas (got {part!r})")
+                raise NotFound(f"ids must be generation numbers separated by commas (got {part!r})")
             if int(part) not in ids:
                 ids.append(int(part))
     if not COMPARE_MIN <= len(ids) <= COMPARE_MAX:
-        raise InvalidInput(f"pick between {COMPARE_MIN} and {COMPARE_MAX} generations to compare (got {len(ids)})")
+        raise NotFound(f"pick between {COMPARE_MIN} and {COMPARE_MAX} generations to compare (got {len(ids)})")
     return ids
 
 
@@ -96,10 +97,7 @@ def compare_context(session: Session, *, user: User, ids: list[int]) -> dict[str
 def lineage_page(
     generation_id: int, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
 ) -> HTMLResponse:
-    try:
-        tree = lineage.build_lineage(session, generation_id=generation_id, user=user)
-    except NotFound as error:
-        return not_found(request, templates, error.message)
+    tree = lineage.build_lineage(session, generation_id=generation_id, user=user)
     context = {"user": user, "tree": tree, "csrf_token": csrf_token(request), "active": ""}
     return templates.TemplateResponse(request, "pages/lineage.html", context)
 
@@ -113,10 +111,7 @@ def compare_page(
     ids: Annotated[list[str], Query(max_length=200)] = [],  # noqa: B006 - FastAPI copies query defaults
 ) -> HTMLResponse:
     """2 to 4 generations side by side; a missing, unseen or wrong number of ids answers 404."""
-    try:
-        context = compare_context(session, user=user, ids=parse_ids(ids))
-    except StudioError as error:
-        return not_found(request, templates, error.message)
+    context = compare_context(session, user=user, ids=parse_ids(ids))
     context.update(user=user, csrf_token=csrf_token(request), active="")
     return templates.TemplateResponse(request, "pages/compare.html", context)
 
@@ -127,7 +122,7 @@ def batch_page(
 ) -> HTMLResponse:
     cells = explore.batch_cells(session, batch=batch, user=user)
     if not cells:
-        return not_found(request, templates, f"grid {batch} not found")
+        raise NotFound(f"grid {batch} not found")
     info = explore.batch_info(cells[0]) or {}
     context = {
         "user": user,
@@ -141,65 +136,35 @@ def batch_page(
     return templates.TemplateResponse(request, "pages/batch.html", context)
 
 
-def _form_error(request: Request, templates: TemplatesDep, error: StudioError) -> HTMLResponse:
-    context = {"message": error.message, "csrf_token": csrf_token(request), "active": ""}
-    return templates.TemplateResponse(request, "pages/not_found.html", context, status_code=error.status_code)
-
-
 @router.post("/partials/generations/{generation_id}/vary")
-def vary_form(
-    generation_id: int,
-    request: Request,
-    fields: FormFields,
-    session: SessionDep,
-    user: CurrentUser,
-    dispatch: DispatchDep,
-    templates: TemplatesDep,
-) -> Response:
+def vary_form(generation_id: int, user: CurrentUser, submit: SubmitDep) -> Response:
     """The generation page's Vary button: a new seed, then the new generation's page."""
-    try:
-        check_csrf(request, fields)
-        generation = explore.vary(session, owner=user, generation_id=generation_id)
-    except StudioError as error:
-        return _form_error(request, templates, error)
-    dispatch(generation.id)
+    generation = submit.through(explore.vary, owner=user, generation_id=generation_id)
     return RedirectResponse(f"/generations/{generation.id}", status_code=303)
 
 
 @router.post("/partials/generations/{generation_id}/grid")
 def grid_form(
-    generation_id: int,
-    request: Request,
-    fields: FormFields,
-    session: SessionDep,
-    user: CurrentUser,
-    dispatch: DispatchDep,
-    templates: TemplatesDep,
+    generation_id: int, fields: FormFields, session: SessionDep, user: CurrentUser, submit: SubmitDep
 ) -> Response:
     """The generation page's explorer: a seed grid or a prompt matrix from its parameters."""
-    try:
-        check_csrf(request, fields)
-        original = generations.get_visible(session, generation_id=generation_id, user=user)
-        # Every cell is a step from the original, so the grid shows up in its lineage too.
-        base = replace(explore.as_new(original), parent_id=original.id)
-        if fields.get("kind") == "matrix":
-            alternatives = [part for part in str(fields.get("alternatives", "")).split(",") if part.strip()]
-            batch, cells = explore.prompt_matrix(
-                session,
-                owner=user,
-                base=base,
-                replace_text=str(fields.get("replace", "")).strip(),
-                alternatives=alternatives[: explore.MAX_CELLS - 1],
-            )
-        else:
-            count = str(fields.get("count", "4")).strip()
-            if not count.isdigit():
-                raise InvalidInput(f"the number of seeds must be a whole number (got {count!r})")
-            base.params = {**base.params, ACTION_KEY: Action.VARY.value}
-            first_seed = (original.seed + 1) % (MAX_SEED + 1)
-            batch, cells = explore.seed_grid(session, owner=user, base=base, count=int(count), first_seed=first_seed)
-    except StudioError as error:
-        return _form_error(request, templates, error)
-    for cell in cells:
-        dispatch(cell.id)
+    original = generations.get_visible(session, generation_id=generation_id, user=user)
+    # Every cell is a step from the original, so the grid shows up in its lineage too.
+    base = replace(explore.as_new(original), parent_id=original.id)
+    if fields.get("kind") == "matrix":
+        alternatives = [part for part in str(fields.get("alternatives", "")).split(",") if part.strip()]
+        batch, _ = submit.through(
+            explore.prompt_matrix,
+            owner=user,
+            base=base,
+            replace_text=str(fields.get("replace", "")).strip(),
+            alternatives=alternatives[: explore.MAX_CELLS - 1],
+        )
+    else:
+        count = str(fields.get("count", "4")).strip()
+        if not count.isdigit():
+            raise InvalidInput(f"the number of seeds must be a whole number (got {count!r})")
+        base.params = base.params.model_copy(update={"action": Action.VARY})
+        first_seed = (original.seed + 1) % (MAX_SEED + 1)
+        batch, _ = submit.through(explore.seed_grid, owner=user, base=base, count=int(count), first_seed=first_seed)
     return RedirectResponse(f"/batches/{batch}", status_code=303)

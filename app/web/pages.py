@@ -8,18 +8,27 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode, User
-from app.deps import CurrentUser, RegistryDep, SessionDep, SettingsDep, TemplatesDep
+from app.deps import CurrentUser, FormCsrf, RegistryDep, SessionDep, SettingsDep, TemplatesDep
 from app.engine.catalog import ModelCatalog
-from app.services import feedback, generations, queue, sharing
+from app.http.csrf import csrf_token
+from app.services import estimates, feedback, generations, queue, sharing
 from app.services.errors import NotFound
-from app.web.brush_forms import DEFAULT_STYLE_STRENGTH, MAX_REFERENCES, STYLE_METHODS, StyleChip, visible_references
-from app.web.forms import SCHEDULERS, StudioForm, csrf_token
+from app.web.brush_forms import (
+    DEFAULT_STYLE_STRENGTH,
+    MAX_REFERENCES,
+    STYLE_METHODS,
+    StyleChip,
+    style_fields,
+    visible_references,
+)
+from app.web.errors import Refusal
+from app.web.forms import SCHEDULERS, StudioForm
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[FormCsrf])
 
 RECENT_CARDS = 8
 HISTORY_PAGE = 24
@@ -50,9 +59,7 @@ def render_studio(
     ``style_refs`` are the chosen style references: with any, the form paints a style job.
     """
     recent, _ = generations.list_for_user(session, user=user, limit=RECENT_CARDS)
-    parent = None
-    if form.parent_id.isdigit():
-        parent = session.get(Generation, int(form.parent_id))
+    parent = visible_or_none(session, form.parent_id, user=user) if form.parent_id.isdigit() else None
     context: dict[str, Any] = {
         "user": user,
         "form": form,
@@ -61,6 +68,8 @@ def render_studio(
         "default_model": default_model,
         "schedulers": SCHEDULERS,
         "recent": recent,
+        # Queue positions and waits of the queued cards, computed once for the page.
+        "waits": estimates.queue_waits(session, recent),
         "parent": parent,
         "csrf_token": csrf_token(request),
         "active": "studio",
@@ -73,9 +82,37 @@ def render_studio(
     return templates.TemplateResponse(request, "pages/studio.html", context, status_code=status_code)
 
 
-def not_found(request: Request, templates: TemplatesDep, message: str) -> HTMLResponse:
-    context = {"message": message, "csrf_token": csrf_token(request), "active": ""}
-    return templates.TemplateResponse(request, "pages/not_found.html", context, status_code=404)
+def studio_again(refusal: Refusal) -> Response:
+    """A studio form refused without JavaScript: the studio again, as it was typed and chosen, with the message."""
+    if refusal.user is None:
+        return refusal.plain_page()
+    style = style_fields(refusal.form)
+    return render_studio(
+        refusal.request,
+        refusal.templates,
+        session=refusal.session,
+        user=refusal.user,
+        registry=refusal.catalog,
+        default_model=refusal.settings.default_model,
+        form=StudioForm.submitted(refusal.fields),
+        error=refusal.error.message,
+        status_code=422,
+        style_refs=visible_references(
+            refusal.session, user=refusal.user, image_ids=style.image_ids, weights=style.weights
+        ),
+        style_strength=style.strength,
+        style_method=style.method,
+    )
+
+
+def visible_or_none(session: Session, generation_id: int | str | None, *, user: User) -> Generation | None:
+    """The generation when ``user`` may see it; a missing or hidden one (a parent, a source) shows as none."""
+    if generation_id is None:
+        return None
+    try:
+        return generations.get_visible(session, generation_id=int(generation_id), user=user)
+    except NotFound:
+        return None
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -92,10 +129,7 @@ def studio(
     """The studio; ``?style=ID`` (repeatable) starts it with those images as style references."""
     form = StudioForm()
     if refine is not None:
-        try:
-            form = StudioForm.refining(generations.get_visible(session, generation_id=refine, user=user))
-        except NotFound as error:
-            return not_found(request, templates, error.message)
+        form = StudioForm.refining(generations.get_visible(session, generation_id=refine, user=user))
     return render_studio(
         request,
         templates,
@@ -112,16 +146,8 @@ def studio(
 def generation_page(
     generation_id: int, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
 ) -> HTMLResponse:
-    try:
-        generation = generations.get_visible(session, generation_id=generation_id, user=user)
-    except NotFound as error:
-        return not_found(request, templates, error.message)
-    parent = None
-    if generation.parent_id is not None:
-        try:
-            parent = generations.get_visible(session, generation_id=generation.parent_id, user=user)
-        except NotFound:
-            parent = None
+    generation = generations.get_visible(session, generation_id=generation_id, user=user)
+    parent = visible_or_none(session, generation.parent_id, user=user)
     is_owner = generation.user_id == user.id
     context = {
         "user": user,

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode
-from app.deps import BusDep, CurrentUser, DispatchDep, RegistryDep, SessionDep, SettingsDep, TemplatesDep
+from app.deps import BusDep, CurrentUser, FormCsrf, RegistryDep, SessionDep, SettingsDep, SubmitDep, TemplatesDep
+from app.http.csrf import csrf_token
 from app.services import estimates, generations, queue
 from app.services.compose import new_generation
-from app.services.errors import Conflict, StudioError
-from app.web.forms import FormFields, StudioForm, check_csrf, csrf_token, parse_prompt_form
-from app.web.pages import HistoryQueryDep, history_context, render_studio
+from app.services.errors import Conflict
+from app.web.errors import is_htmx, refused_page
+from app.web.forms import FormFields, parse_prompt_form
+from app.web.pages import HistoryQueryDep, history_context, studio_again
 
-router = APIRouter(prefix="/partials", include_in_schema=False)
-
-
-def is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true"
+router = APIRouter(prefix="/partials", include_in_schema=False, dependencies=[FormCsrf])
 
 
 def card_response(
@@ -38,32 +34,15 @@ def card_response(
     return templates.TemplateResponse(request, "partials/card.html", context)
 
 
-def form_refused(
-    request: Request, templates: TemplatesDep, error: StudioError, render_again: Callable[[], Response]
-) -> Response:
-    """A refused studio form: the errors fragment for htmx, else the page again with what was typed."""
-    if is_htmx(request):
-        return templates.TemplateResponse(
-            request,
-            "partials/form_errors.html",
-            {"message": error.message},
-            status_code=422,
-            headers={"HX-Retarget": "#form-errors", "HX-Reswap": "innerHTML"},
-        )
-    return render_again()
-
-
-def form_accepted(
-    request: Request, templates: TemplatesDep, session: Session, generation: Generation, dispatch: Callable[[int], None]
-) -> Response:
-    """An enqueued job: its card for htmx, else a redirect to its page."""
-    dispatch(generation.id)
+def form_accepted(request: Request, templates: TemplatesDep, session: Session, generation: Generation) -> Response:
+    """A submitted job: its card for htmx, else a redirect to its page."""
     if not is_htmx(request):
         return RedirectResponse(f"/generations/{generation.id}", status_code=303)
     return card_response(request, templates, session, generation, clear_errors=True)
 
 
 @router.post("/generate", response_class=HTMLResponse)
+@refused_page(studio_again)
 def generate(
     request: Request,
     fields: FormFields,
@@ -71,39 +50,18 @@ def generate(
     user: CurrentUser,
     registry: RegistryDep,
     settings: SettingsDep,
-    dispatch: DispatchDep,
+    submit: SubmitDep,
     templates: TemplatesDep,
 ) -> Response:
-    """Enqueue a prompt job from the studio form, exactly as ``POST /api/generate/prompt`` does.
+    """Submit a prompt job from the studio form, exactly as ``POST /api/generate/prompt`` does.
 
     With htmx the answer is the job's card, or the form-errors fragment with 422
     (the page's htmx config swaps 422 into ``#form-errors``). Without JavaScript the answer is a
     redirect to the generation's page, or the studio page again with the error and what was typed.
     """
-    try:
-        check_csrf(request, fields)
-        body = parse_prompt_form(fields)
-        new = new_generation(body, mode=Mode.TXT2IMG, registry=registry, default_model=settings.default_model)
-        generation = generations.enqueue(session, owner=user, new=new)
-    except StudioError as error:
-        message = error.message
-        return form_refused(
-            request,
-            templates,
-            error,
-            lambda: render_studio(
-                request,
-                templates,
-                session=session,
-                user=user,
-                registry=registry,
-                default_model=settings.default_model,
-                form=StudioForm.submitted(fields),
-                error=message,
-                status_code=422,
-            ),
-        )
-    return form_accepted(request, templates, session, generation, dispatch)
+    body = parse_prompt_form(fields)
+    new = new_generation(body, mode=Mode.TXT2IMG, catalog=registry, default_model=settings.default_model)
+    return form_accepted(request, templates, session, submit(owner=user, new=new))
 
 
 @router.get("/generations/{generation_id}/card", response_class=HTMLResponse)
@@ -118,18 +76,17 @@ def card(
 def cancel(
     generation_id: int,
     request: Request,
-    fields: FormFields,
     session: SessionDep,
     user: CurrentUser,
     bus: BusDep,
     templates: TemplatesDep,
 ) -> Response:
     """Cancel the job and answer its card; a job that already ended just shows how it ended."""
-    check_csrf(request, fields)
     try:
         generation = queue.cancel(session, generation_id=generation_id, user=user)
         bus.publish(generation.id, "status", {"status": generation.status.value})
     except Conflict:
+        # Not an error to show: the job ended before the click arrived, and its card says how.
         generation = generations.get_visible(session, generation_id=generation_id, user=user)
     if not is_htmx(request):
         return RedirectResponse(f"/generations/{generation.id}", status_code=303)

@@ -67,7 +67,7 @@ def test_a_form_post_without_its_csrf_token_is_refused(
     alice = browser(cast.alice)
     alice.headers.pop("X-CSRF-Token")
     refused = alice.post("/galleries", data={"title": "Sneaky", "visibility": "public"})
-    assert refused.status_code == 422 and "expired" in refused.json()["detail"]
+    assert refused.status_code == 422 and "this form has expired" in refused.text
     forged = alice.post("/galleries", data={"title": "Sneaky", "csrf_token": "forged"})
     assert forged.status_code == 422
     assert session.scalar(select(func.count()).select_from(Gallery)) == 0
