@@ -113,10 +113,18 @@ class Generation(Base):
     """One request, and the job that serves it: the row is the source of truth for the queue."""
 
     __tablename__ = "generations"
-    __table_args__ = (Index("ix_generations_status_priority_created", "status", "priority", "created_at"),)
+    __table_args__ = (
+        # A user's generations newest first (history, the API list, the studio's recent cards).
+        Index("ix_generations_user_id_id", "user_id", "id"),
+        # When a user was last served, for the fair order: one index probe per queued job.
+        Index("ix_generations_user_id_claimed_at", "user_id", "claimed_at"),
+        # The recent run times of the wait estimate, of one model and of any.
+        Index("ix_generations_status_model_finished_at", "status", "model", "finished_at"),
+        Index("ix_generations_status_finished_at", "status", "finished_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     mode: Mapped[Mode] = mapped_column(_enum(Mode, "mode"))
     prompt: Mapped[str] = mapped_column(Text)
     negative_prompt: Mapped[str] = mapped_column(Text, default="")
@@ -159,8 +167,25 @@ class Generation(Base):
         return value if isinstance(value, JobParams) else JobParams.model_validate(value or {})
 
 
+# The queued jobs in each user's turn order (app.services.queue's fair order), read from the index
+# alone; outside the class because a descending column needs the mapped attribute.
+Index(
+    "ix_generations_queue_turns",
+    Generation.status,
+    Generation.user_id,
+    Generation.priority.desc(),
+    Generation.created_at,
+    Generation.id,
+)
+
+
 class Image(Base):
     __tablename__ = "images"
+    __table_args__ = (
+        # A page's images in one IN query, in order; an owner's images newest first.
+        Index("ix_images_generation_id_index", "generation_id", "index"),
+        Index("ix_images_user_id_id", "user_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
@@ -168,9 +193,9 @@ class Image(Base):
     height: Mapped[int] = mapped_column(Integer)
     format: Mapped[str] = mapped_column(String(16))
     kind: Mapped[ImageKind] = mapped_column(_enum(ImageKind, "image_kind"))
-    generation_id: Mapped[int | None] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
+    generation_id: Mapped[int | None] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
     index: Mapped[int] = mapped_column(Integer, default=0)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     generation: Mapped[Generation | None] = relationship(back_populates="images", foreign_keys=[generation_id])
@@ -178,6 +203,8 @@ class Image(Base):
 
 class Gallery(Base):
     __tablename__ = "galleries"
+    # Explore: public galleries newest first.
+    __table_args__ = (Index("ix_galleries_visibility_created_at", "visibility", "created_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
