@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import JSON, select, type_coerce
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.db.models import Generation, Role, User
 from app.params import MAX_SEED, Action, Parameters
@@ -99,7 +99,12 @@ def batch_cells(session: Session, *, batch: str, user: User) -> list[Generation]
         return []
     # type_coerce: index the stored JSON itself, not the JobParams the column reads it into.
     in_batch = type_coerce(Generation.params, JSON)["batch"].as_string() == batch
-    rows = session.scalars(select(Generation).where(in_batch).order_by(Generation.id)).all()
+    stmt = select(Generation).where(in_batch).options(selectinload(Generation.images)).order_by(Generation.id)
+    if user.role != Role.ADMIN:
+        # Only the user's own cells can be shown: their (user_id, id) index spares reading every
+        # generation's JSON, and the page's images come in one more statement.
+        stmt = stmt.where(Generation.user_id == user.id)
+    rows = session.scalars(stmt).all()
     visible = [row for row in rows if row.user_id == user.id or user.role == Role.ADMIN]
     return sorted(visible, key=lambda row: row.params.batch_index or 0)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.db.models import Feedback, Generation, Image, Mode, Role, Status, User
 from app.params import MAX_SEED, JobParams, Parameters
@@ -84,7 +84,8 @@ def list_for_user(
     offset rather than an id. ``since`` and ``until`` bound the creation day, both days included.
     """
     limit = max(1, min(limit, 200))
-    stmt = select(Generation).where(Generation.user_id == user.id)
+    # The images of the whole page in one more statement, instead of one per card as it renders.
+    stmt = select(Generation).where(Generation.user_id == user.id).options(selectinload(Generation.images))
     if min_rating is not None or by_rating:
         best = (
             select(Image.generation_id.label("generation_id"), func.max(Feedback.rating).label("rating"))
