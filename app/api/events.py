@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.db.models import Generation, Status
+from app.db.models import Status
 from app.deps import BusDep, CurrentUser, SessionDep
-from app.services import generations
+from app.services import generations, queue
 from app.workers.events import EventBus
 
 router = APIRouter(tags=["generations"])
@@ -76,7 +76,4 @@ async def _stream(
 def _final_status(session_factory: sessionmaker[Session], generation_id: int) -> Status | None:
     """The job's status if it has ended, else None; in a session of its own, closed at once."""
     with session_factory() as session:
-        generation = session.get(Generation, generation_id)
-        if generation is None:
-            return Status.FAILED
-        return generation.status if generation.status.is_final else None
+        return queue.final_status(session, generation_id=generation_id)

@@ -78,6 +78,26 @@ def seed_grid(
     return _enqueue_batch(session, owner=owner, kind="seeds", cells=cells)
 
 
+def seed_grid_from(session: Session, *, owner: User, generation_id: int, count: int) -> tuple[str, list[Generation]]:
+    """A seed grid of a generation: its parameters on the ``count`` seeds after its own, as vary steps of it."""
+    original = generations.get_visible(session, generation_id=generation_id, user=owner)
+    base = replace(as_new(original), parent_id=original.id)
+    base.params = base.params.model_copy(update={"action": Action.VARY})
+    first_seed = (original.seed + 1) % (MAX_SEED + 1)
+    return seed_grid(session, owner=owner, base=base, count=count, first_seed=first_seed)
+
+
+def prompt_matrix_from(
+    session: Session, *, owner: User, generation_id: int, replace_text: str, alternatives: list[str]
+) -> tuple[str, list[Generation]]:
+    """A prompt matrix of a generation: its parameters with ``replace_text`` swapped, as steps of it."""
+    original = generations.get_visible(session, generation_id=generation_id, user=owner)
+    base = replace(as_new(original), parent_id=original.id)
+    return prompt_matrix(
+        session, owner=owner, base=base, replace_text=replace_text, alternatives=alternatives[: MAX_CELLS - 1]
+    )
+
+
 def prompt_matrix(
     session: Session, *, owner: User, base: NewGeneration, replace_text: str, alternatives: list[str]
 ) -> tuple[str, list[Generation]]:

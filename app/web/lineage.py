@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,10 +11,8 @@ from sqlalchemy.orm import Session
 from app.db.models import Generation, User
 from app.deps import CurrentUser, FormCsrf, SessionDep, SubmitDep, TemplatesDep
 from app.http.csrf import csrf_token
-from app.params import Action
 from app.services import explore, generations, lineage
 from app.services.errors import InvalidInput, NotFound
-from app.services.generations import MAX_SEED
 from app.services.steps import action_of
 from app.web.forms import FormFields
 
@@ -148,23 +145,19 @@ def grid_form(
     generation_id: int, fields: FormFields, session: SessionDep, user: CurrentUser, submit: SubmitDep
 ) -> Response:
     """The generation page's explorer: a seed grid or a prompt matrix from its parameters."""
-    original = generations.get_visible(session, generation_id=generation_id, user=user)
     # Every cell is a step from the original, so the grid shows up in its lineage too.
-    base = replace(explore.as_new(original), parent_id=original.id)
     if fields.get("kind") == "matrix":
         alternatives = [part for part in str(fields.get("alternatives", "")).split(",") if part.strip()]
         batch, _ = submit.through(
-            explore.prompt_matrix,
+            explore.prompt_matrix_from,
             owner=user,
-            base=base,
+            generation_id=generation_id,
             replace_text=str(fields.get("replace", "")).strip(),
-            alternatives=alternatives[: explore.MAX_CELLS - 1],
+            alternatives=alternatives,
         )
     else:
         count = str(fields.get("count", "4")).strip()
         if not count.isdigit():
             raise InvalidInput(f"the number of seeds must be a whole number (got {count!r})")
-        base.params = base.params.model_copy(update={"action": Action.VARY})
-        first_seed = (original.seed + 1) % (MAX_SEED + 1)
-        batch, _ = submit.through(explore.seed_grid, owner=user, base=base, count=int(count), first_seed=first_seed)
+        batch, _ = submit.through(explore.seed_grid_from, owner=user, generation_id=generation_id, count=int(count))
     return RedirectResponse(f"/batches/{batch}", status_code=303)
