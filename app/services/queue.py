@@ -32,6 +32,14 @@ class OutputImage:
     format: str = "png"
 
 
+def final_status(session: Session, *, generation_id: int) -> Status | None:
+    """The job's status if it has ended, else None; a vanished row reads as failed."""
+    status = session.scalar(select(Generation.status).where(Generation.id == generation_id))
+    if status is None:
+        return Status.FAILED
+    return status if status.is_final else None
+
+
 def is_cancelled(session: Session, *, generation_id: int) -> bool:
     status = session.scalar(select(Generation.status).where(Generation.id == generation_id))
     # A row that vanished (its owner was deleted) is as good as cancelled: stop working on it.
