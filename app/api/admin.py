@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter
@@ -10,6 +9,7 @@ from pydantic import BaseModel
 
 from app.db.models import Role
 from app.deps import AdminUser, SessionDep
+from app.schemas import UtcDatetime
 from app.services import admin
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -19,7 +19,7 @@ class AccountOut(BaseModel):
     id: int
     username: str
     role: str
-    created_at: datetime
+    created_at: UtcDatetime
     generations: int
     galleries: int
 
@@ -35,7 +35,7 @@ class QueuedOut(BaseModel):
     model: str
     prompt: str
     worker: str | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 @router.get("/users", response_model=list[AccountOut])

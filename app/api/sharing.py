@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from app.db.models import ShareLink
 from app.deps import CurrentUser, SessionDep
+from app.schemas import UtcDatetime
 from app.services import galleries, generations, sharing
 
 router = APIRouter(tags=["sharing"])
@@ -24,8 +25,8 @@ class ShareOut(BaseModel):
     token: str
     url: str
     target: str
-    expires_at: datetime | None
-    created_at: datetime
+    expires_at: UtcDatetime | None
+    created_at: UtcDatetime
 
 
 def share_out(request: Request, link: ShareLink) -> ShareOut:
