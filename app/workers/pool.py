@@ -112,8 +112,9 @@ class WorkerPool:
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=self._guarded, args=(name, target), name=name, daemon=True)
-        self._threads[name] = thread
         thread.start()
+        # Registered once started: /healthz reads a registered thread that is not alive as dead.
+        self._threads[name] = thread
 
     def _guarded(self, name: str, target: Callable[[], None], *, runs_until_stop: bool = True) -> None:
         try:

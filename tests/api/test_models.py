@@ -60,7 +60,7 @@ def test_the_model_is_loading_until_warm_and_a_job_sent_meanwhile_queues_then_ru
     client = make_client(preload_default_model=True)
 
     health = client.get("/healthz")
-    assert health.status_code == 200
+    assert health.status_code == 200, health.text
     assert health.json()["status"] == "ok"
     assert health.json()["model"]["state"] == "loading"
     models = {model["name"]: model["state"] for model in client.get("/api/models").json()}
