@@ -20,8 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from app.engine.registry import ModelRegistry  # noqa: E402
 from app.engine.runner import GenerationSpec, run  # noqa: E402
-from app.tiny.data import SCENES, Painting, held_out_triples, render, unseen_prompt  # noqa: E402
+from app.tiny.data import SCENES, Painting, held_out_triples, unseen_prompt  # noqa: E402
 from app.tiny.judge import judge  # noqa: E402
+from app.tiny.render import render  # noqa: E402
 
 
 def main() -> None:

@@ -15,10 +15,10 @@ from app.tiny.data import (
     held_out_triples,
     is_held_out,
     make_sample,
-    render,
     unseen_prompt,
 )
 from app.tiny.judge import judge
+from app.tiny.render import render
 
 
 def test_vocabulary_covers_what_the_model_must_learn() -> None:
