@@ -26,6 +26,9 @@ MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_PIXELS = 2048 * 2048
 MAX_PROMPT = 2000
 MAX_SEED = 2**32 - 1
+# Row ids are 32-bit columns on PostgreSQL: a larger number names no row, and the database
+# would refuse it with an error rather than find nothing, so every id a request carries is bounded.
+MAX_ID = 2**31 - 1
 
 Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT, title="prompt")]
 NegativePrompt = Annotated[str, Field(max_length=MAX_PROMPT, title="negative prompt")]
@@ -35,6 +38,17 @@ Steps = Annotated[int, Field(ge=1, le=150, title="steps")]
 Guidance = Annotated[float, Field(ge=0.0, le=30.0, title="guidance")]
 ImageCount = Annotated[int, Field(ge=1, le=8, title="number of images")]
 Strength = Annotated[float, Field(gt=0.0, le=1.0, title="strength")]
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+"""An id in a path, a query or a body: 1..2^31-1 (FastAPI reads the bounds from this type)."""
+
+
+def parse_row_id(value: object) -> int | None:
+    """A form field's text (``"12"``, ``" #12 "``) as a row id, or None when it names no possible row."""
+    text = str(value if value is not None else "").strip().lstrip("#")
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ID))):
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_ID else None
 
 
 def check_side(name: str, value: int | None) -> int | None:
@@ -125,7 +139,7 @@ class ParameterFields(BaseModel):
     height: int | None = Field(default=None, title="height")
     n_images: ImageCount = 1
     scheduler: SchedulerName = DEFAULT_SCHEDULER
-    parent_id: int | None = Field(default=None, ge=1, le=2**31 - 1, title="refined generation")
+    parent_id: int | None = Field(default=None, ge=1, le=MAX_ID, title="refined generation")
 
     @field_validator("width")
     @classmethod
@@ -250,11 +264,11 @@ class JobParams(BaseModel):
 class StyleFields(ParameterFields):
     """A prompt painted in the style of one to four reference images, optionally over a content image."""
 
-    style_image_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=4)
+    style_image_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=4)
     style_weights: list[float] | None = Field(default=None, max_length=4)
     style_strength: float = Field(default=0.5, ge=0.0, le=1.0)
     style_method: StyleMethod = "shared-attention"
-    image_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="content image to repaint in the style")
+    image_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="content image to repaint in the style")
     strength: float = Field(default=0.6, gt=0.0, le=1.0, description="how much of the content image is repainted")
 
     @model_validator(mode="after")
@@ -272,8 +286,8 @@ class StyleFields(ParameterFields):
 class InpaintFields(ParameterFields):
     """Repaint the white part of a mask over an image; ``outpaint`` extends the canvas first."""
 
-    image_id: int = Field(ge=1, le=2**31 - 1)
-    mask_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    image_id: int = Field(ge=1, le=MAX_ID)
+    mask_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     strength: float = Field(default=1.0, gt=0.0, le=1.0)
     mask_blur: float = Field(default=4.0, ge=0.0, le=64.0)
     outpaint: Outpaint | None = None

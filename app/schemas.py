@@ -18,6 +18,7 @@ from pydantic import (
 
 from app.engine.catalog import ModelState
 from app.params import (
+    MAX_ID,
     MAX_PIXELS,
     MAX_PROMPT,
     MAX_SIDE,
@@ -260,5 +261,5 @@ class InterpolateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    to_id: int = Field(ge=1)
+    to_id: int = Field(ge=1, le=MAX_ID)
     frames: int = Field(default=8, ge=3, le=16)

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from app.db.models import Role
 from app.deps import AdminUser, SessionDep
+from app.params import RowId
 from app.schemas import UtcDatetime
 from app.services import admin
 
@@ -54,7 +55,7 @@ def list_users(session: SessionDep, _: AdminUser) -> list[AccountOut]:
 
 
 @router.patch("/users/{user_id}", response_model=AccountOut)
-def set_role(user_id: int, body: RoleIn, session: SessionDep, actor: AdminUser) -> AccountOut:
+def set_role(user_id: RowId, body: RoleIn, session: SessionDep, actor: AdminUser) -> AccountOut:
     user = admin.set_role(session, actor=actor, user_id=user_id, role=Role(body.role))
     account = next(item for item in admin.accounts(session) if item.user.id == user.id)
     return AccountOut(

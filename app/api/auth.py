@@ -9,6 +9,7 @@ from app.db.models import ApiToken, User
 from app.deps import ApiCsrf, CurrentUser, SessionDep
 from app.http.csrf import csrf_token
 from app.http.sessions import end_session, start_session
+from app.params import RowId
 from app.schemas import UtcDatetime
 from app.services import tokens, users
 
@@ -112,6 +113,6 @@ def list_tokens(session: SessionDep, user: CurrentUser) -> list[TokenOut]:
 
 
 @router.delete("/tokens/{token_id}", status_code=204, dependencies=[ApiCsrf])
-def revoke_token(token_id: int, session: SessionDep, user: CurrentUser) -> Response:
+def revoke_token(token_id: RowId, session: SessionDep, user: CurrentUser) -> Response:
     tokens.revoke(session, owner=user, token_id=token_id)
     return Response(status_code=204)

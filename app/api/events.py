@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.db.models import Status
 from app.deps import BusDep, CurrentUser, SessionDep
+from app.params import RowId
 from app.services import generations, queue
 from app.workers.events import EventBus
 
@@ -26,7 +27,7 @@ POLL_SECONDS = 0.1
 
 @router.get("/generations/{generation_id}/events")
 def generation_events(
-    generation_id: int,
+    generation_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -44,7 +45,8 @@ def generation_events(
     each final-status check borrows one only for its query.
     """
     generations.get_visible(session, generation_id=generation_id, user=user)
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else -1
+    # A number no stream reaches (or one Redis would refuse as an index) resumes from the start.
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() and len(last_event_id) <= 9 else -1
     stream = _stream(generation_id, after, bus=bus, session_factory=request.app.state.session_factory)
     return EventSourceResponse(stream, ping=15)
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from app.db.models import Feedback, Role
 from app.deps import CurrentUser, SessionDep
+from app.params import RowId
 from app.services import feedback, images
 
 router = APIRouter(tags=["feedback"])
@@ -34,8 +35,8 @@ class FeedbackOut(BaseModel):
 
 
 class PreferenceIn(BaseModel):
-    winner_image_id: int
-    loser_image_id: int
+    winner_image_id: RowId
+    loser_image_id: RowId
 
 
 class PreferenceOut(BaseModel):
@@ -59,7 +60,7 @@ def feedback_out(session: SessionDep, image_id: int, row: Feedback | None) -> Fe
 
 
 @router.post("/images/{image_id}/feedback", response_model=FeedbackOut)
-def give_feedback(image_id: int, body: FeedbackIn, session: SessionDep, user: CurrentUser) -> FeedbackOut:
+def give_feedback(image_id: RowId, body: FeedbackIn, session: SessionDep, user: CurrentUser) -> FeedbackOut:
     """Set your rating, like and comment; fields you leave out keep their value."""
     row = feedback.give(
         session,
@@ -74,7 +75,7 @@ def give_feedback(image_id: int, body: FeedbackIn, session: SessionDep, user: Cu
 
 
 @router.get("/images/{image_id}/feedback", response_model=FeedbackOut)
-def get_feedback(image_id: int, session: SessionDep, user: CurrentUser) -> FeedbackOut:
+def get_feedback(image_id: RowId, session: SessionDep, user: CurrentUser) -> FeedbackOut:
     image = images.get_visible(session, image_id=image_id, user=user)
     return feedback_out(session, image.id, feedback.for_user(session, user=user, image_ids=[image.id]).get(image.id))
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from app.db.models import Gallery, Visibility
 from app.deps import CurrentUser, OptionalUser, SessionDep, StoreDep
 from app.http.zips import gallery_zip
+from app.params import MAX_ID, RowId
 from app.schemas import UtcDatetime
 from app.services import galleries
 
@@ -28,11 +29,13 @@ class GalleryPatch(BaseModel):
     title: str | None = Field(default=None, min_length=1, max_length=galleries.MAX_TITLE)
     description: str | None = Field(default=None, max_length=galleries.MAX_DESCRIPTION)
     visibility: VisibilityName | None = None
-    cover_image_id: int | None = Field(default=None, description="one of the gallery's images; 0 clears the cover")
+    cover_image_id: int | None = Field(
+        default=None, ge=0, le=MAX_ID, description="one of the gallery's images; 0 clears the cover"
+    )
 
 
 class ItemCreate(BaseModel):
-    image_id: int
+    image_id: RowId
     caption: str = Field(default="", max_length=galleries.MAX_CAPTION)
 
 
@@ -41,7 +44,7 @@ class ItemPatch(BaseModel):
 
 
 class Order(BaseModel):
-    image_ids: list[int] = Field(max_length=10_000)
+    image_ids: list[RowId] = Field(max_length=10_000)
 
 
 class ItemOut(BaseModel):
@@ -130,7 +133,9 @@ def my_galleries(session: SessionDep, user: CurrentUser) -> list[GallerySummary]
 
 
 @router.get("/explore", response_model=GalleryPage)
-def explore(session: SessionDep, user: CurrentUser, cursor: Annotated[int | None, Query(ge=1)] = None) -> GalleryPage:
+def explore(
+    session: SessionDep, user: CurrentUser, cursor: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None
+) -> GalleryPage:
     """Public galleries, newest first."""
     rows, next_cursor = galleries.list_public(session, cursor=cursor)
     return GalleryPage(items=[gallery_summary(gallery) for gallery in rows], next_cursor=next_cursor)
@@ -138,7 +143,7 @@ def explore(session: SessionDep, user: CurrentUser, cursor: Annotated[int | None
 
 @router.get("/galleries/{gallery_id}", response_model=GalleryOut)
 def get_gallery(
-    gallery_id: int,
+    gallery_id: RowId,
     session: SessionDep,
     user: OptionalUser,
     sort: Annotated[Literal["position", "rating", "newest"], Query()] = "position",
@@ -151,7 +156,7 @@ def get_gallery(
 
 
 @router.patch("/galleries/{gallery_id}", response_model=GalleryOut)
-def update_gallery(gallery_id: int, body: GalleryPatch, session: SessionDep, user: CurrentUser) -> GalleryOut:
+def update_gallery(gallery_id: RowId, body: GalleryPatch, session: SessionDep, user: CurrentUser) -> GalleryOut:
     gallery = galleries.get_owned(session, gallery_id=gallery_id, user=user)
     galleries.update(
         session,
@@ -166,40 +171,42 @@ def update_gallery(gallery_id: int, body: GalleryPatch, session: SessionDep, use
 
 
 @router.delete("/galleries/{gallery_id}", status_code=204)
-def delete_gallery(gallery_id: int, session: SessionDep, user: CurrentUser) -> Response:
+def delete_gallery(gallery_id: RowId, session: SessionDep, user: CurrentUser) -> Response:
     galleries.delete(session, galleries.get_owned(session, gallery_id=gallery_id, user=user))
     return Response(status_code=204)
 
 
 @router.post("/galleries/{gallery_id}/items", status_code=201, response_model=GalleryOut)
-def add_item(gallery_id: int, body: ItemCreate, session: SessionDep, user: CurrentUser) -> GalleryOut:
+def add_item(gallery_id: RowId, body: ItemCreate, session: SessionDep, user: CurrentUser) -> GalleryOut:
     gallery = galleries.get_owned(session, gallery_id=gallery_id, user=user)
     galleries.add_item(session, gallery, user=user, image_id=body.image_id, caption=body.caption)
     return gallery_out(galleries.shown_items(session, gallery, viewer=user), gallery)
 
 
 @router.patch("/galleries/{gallery_id}/items/{image_id}", response_model=GalleryOut)
-def caption_item(gallery_id: int, image_id: int, body: ItemPatch, session: SessionDep, user: CurrentUser) -> GalleryOut:
+def caption_item(
+    gallery_id: RowId, image_id: RowId, body: ItemPatch, session: SessionDep, user: CurrentUser
+) -> GalleryOut:
     gallery = galleries.get_owned(session, gallery_id=gallery_id, user=user)
     galleries.set_caption(session, gallery, image_id=image_id, caption=body.caption)
     return gallery_out(galleries.shown_items(session, gallery, viewer=user), gallery)
 
 
 @router.delete("/galleries/{gallery_id}/items/{image_id}", status_code=204)
-def remove_item(gallery_id: int, image_id: int, session: SessionDep, user: CurrentUser) -> Response:
+def remove_item(gallery_id: RowId, image_id: RowId, session: SessionDep, user: CurrentUser) -> Response:
     gallery = galleries.get_owned(session, gallery_id=gallery_id, user=user)
     galleries.remove_item(session, gallery, image_id=image_id)
     return Response(status_code=204)
 
 
 @router.put("/galleries/{gallery_id}/order", response_model=GalleryOut)
-def reorder(gallery_id: int, body: Order, session: SessionDep, user: CurrentUser) -> GalleryOut:
+def reorder(gallery_id: RowId, body: Order, session: SessionDep, user: CurrentUser) -> GalleryOut:
     gallery = galleries.get_owned(session, gallery_id=gallery_id, user=user)
     galleries.reorder(session, gallery, image_ids=body.image_ids)
     return gallery_out(galleries.shown_items(session, gallery, viewer=user), gallery)
 
 
 @router.get("/galleries/{gallery_id}/download")
-def download(gallery_id: int, session: SessionDep, user: OptionalUser, store: StoreDep) -> Response:
+def download(gallery_id: RowId, session: SessionDep, user: OptionalUser, store: StoreDep) -> Response:
     """The gallery's PNGs as a ZIP, in gallery order."""
     return gallery_zip(store, galleries.get_visible(session, gallery_id=gallery_id, user=user))

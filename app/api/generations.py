@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode
 from app.deps import BusDep, CurrentUser, RegistryDep, SessionDep, SettingsDep, SubmitDep
+from app.params import MAX_ID, RowId
 from app.schemas import GenerationAccepted, GenerationOut, GenerationPage, ImageOut, PromptRequest
 from app.services import estimates, generations, queue
 from app.services.compose import new_generation
@@ -86,7 +87,7 @@ def list_generations(
     model: Annotated[str | None, Query(max_length=128)] = None,
     mode: Mode | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     min_rating: Annotated[int | None, Query(ge=1, le=5)] = None,
     since: Annotated[date | None, Query(description="created on or after this day (UTC)")] = None,
     until: Annotated[date | None, Query(description="created on or before this day (UTC)")] = None,
@@ -107,13 +108,13 @@ def list_generations(
 
 
 @router.get("/generations/{generation_id}", response_model=GenerationOut)
-def get_generation(generation_id: int, session: SessionDep, user: CurrentUser) -> GenerationOut:
+def get_generation(generation_id: RowId, session: SessionDep, user: CurrentUser) -> GenerationOut:
     generation = generations.get_visible(session, generation_id=generation_id, user=user)
     return generation_out(session, generation)
 
 
 @router.post("/generations/{generation_id}/cancel", response_model=GenerationOut)
-def cancel_generation(generation_id: int, session: SessionDep, user: CurrentUser, bus: BusDep) -> GenerationOut:
+def cancel_generation(generation_id: RowId, session: SessionDep, user: CurrentUser, bus: BusDep) -> GenerationOut:
     generation = queue.cancel(session, generation_id=generation_id, user=user)
     bus.publish(generation.id, "status", {"status": generation.status.value})
     return generation_out(session, generation)

@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import CurrentUser, OptionalUser, SessionDep, SettingsDep, StoreDep
+from app.params import RowId
 from app.schemas import UploadOut
 from app.services import images
 from app.services.errors import TooLarge
@@ -31,12 +32,12 @@ async def upload_image(
 
 
 @router.get("/images/{image_id}", response_class=FileResponse)
-def get_image(image_id: int, session: SessionDep, user: OptionalUser, store: StoreDep) -> FileResponse:
+def get_image(image_id: RowId, session: SessionDep, user: OptionalUser, store: StoreDep) -> FileResponse:
     image = images.get_visible(session, image_id=image_id, user=user)
     return FileResponse(store.path(image.sha256), media_type="image/png", headers=_IMMUTABLE)
 
 
 @router.get("/images/{image_id}/thumb", response_class=FileResponse)
-def get_thumbnail(image_id: int, session: SessionDep, user: OptionalUser, store: StoreDep) -> FileResponse:
+def get_thumbnail(image_id: RowId, session: SessionDep, user: OptionalUser, store: StoreDep) -> FileResponse:
     image = images.get_visible(session, image_id=image_id, user=user)
     return FileResponse(store.thumbnail_path(image.sha256), media_type="image/webp", headers=_IMMUTABLE)

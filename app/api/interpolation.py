@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 
 from app.api.generations import accepted
 from app.deps import CurrentUser, SessionDep, StoreDep, SubmitDep
+from app.params import RowId
 from app.schemas import GenerationAccepted, InterpolateRequest
 from app.services import generations, interpolation
 
@@ -14,7 +15,7 @@ router = APIRouter(tags=["interpolation"])
 
 @router.post("/generations/{generation_id}/interpolate", status_code=202, response_model=GenerationAccepted)
 def interpolate_generation(
-    generation_id: int, body: InterpolateRequest, user: CurrentUser, submit: SubmitDep
+    generation_id: RowId, body: InterpolateRequest, user: CurrentUser, submit: SubmitDep
 ) -> GenerationAccepted:
     """``frames`` frames from this generation to ``to_id`` (same model and size), recorded as an
     ``interpolate`` step: spherical interpolation of the starting noise, linear of the prompts."""
@@ -29,7 +30,7 @@ def interpolate_generation(
     response_class=Response,
     responses={200: {"content": {"image/webp": {}}}},
 )
-def generation_animation(generation_id: int, session: SessionDep, user: CurrentUser, store: StoreDep) -> Response:
+def generation_animation(generation_id: RowId, session: SessionDep, user: CurrentUser, store: StoreDep) -> Response:
     """An interpolation's frames as a looping animated WebP, built from its stored frames."""
     generation = generations.get_visible(session, generation_id=generation_id, user=user)
     body = interpolation.animation_webp(store, generation)

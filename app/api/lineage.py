@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from app.api.generations import accepted
 from app.db.models import Mode
 from app.deps import CurrentUser, RegistryDep, SessionDep, SettingsDep, SubmitDep
+from app.params import RowId
 from app.schemas import (
     BatchAccepted,
     EdgeOut,
@@ -44,7 +45,7 @@ def node_out(node: lineage.LineageNode, focus_id: int) -> LineageNodeOut:
 
 
 @router.get("/generations/{generation_id}/lineage", response_model=LineageOut)
-def get_lineage(generation_id: int, session: SessionDep, user: CurrentUser) -> LineageOut:
+def get_lineage(generation_id: RowId, session: SessionDep, user: CurrentUser) -> LineageOut:
     """The tree from the oldest visible ancestor down, each edge saying what changed."""
     tree = lineage.build_lineage(session, generation_id=generation_id, user=user)
     return LineageOut(
@@ -60,7 +61,7 @@ def get_lineage(generation_id: int, session: SessionDep, user: CurrentUser) -> L
 
 @router.post("/generations/{generation_id}/vary", status_code=202, response_model=GenerationAccepted)
 def vary_generation(
-    generation_id: int, user: CurrentUser, submit: SubmitDep, body: VaryRequest | None = None
+    generation_id: RowId, user: CurrentUser, submit: SubmitDep, body: VaryRequest | None = None
 ) -> GenerationAccepted:
     """The same parameters with a new seed (random unless given), recorded as a ``vary`` step."""
     generation = submit.through(explore.vary, owner=user, generation_id=generation_id, seed=body.seed if body else None)

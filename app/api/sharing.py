@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from app.db.models import ShareLink
 from app.deps import CurrentUser, SessionDep
+from app.params import RowId
 from app.schemas import UtcDatetime
 from app.services import galleries, generations, sharing
 
@@ -47,7 +48,7 @@ def _expires_in(body: ShareRequest | None) -> timedelta | None:
 
 @router.post("/galleries/{gallery_id}/share", status_code=201, response_model=ShareOut)
 def share_gallery(
-    gallery_id: int, request: Request, session: SessionDep, user: CurrentUser, body: ShareRequest | None = None
+    gallery_id: RowId, request: Request, session: SessionDep, user: CurrentUser, body: ShareRequest | None = None
 ) -> ShareOut:
     gallery = galleries.get_owned(session, gallery_id=gallery_id, user=user)
     link = sharing.share_gallery(session, gallery=gallery, user=user, expires_in=_expires_in(body))
@@ -55,14 +56,14 @@ def share_gallery(
 
 
 @router.get("/galleries/{gallery_id}/share", response_model=list[ShareOut])
-def gallery_links(gallery_id: int, request: Request, session: SessionDep, user: CurrentUser) -> list[ShareOut]:
+def gallery_links(gallery_id: RowId, request: Request, session: SessionDep, user: CurrentUser) -> list[ShareOut]:
     gallery = galleries.get_owned(session, gallery_id=gallery_id, user=user)
     return [share_out(request, link) for link in sharing.links_for(session, gallery=gallery)]
 
 
 @router.post("/generations/{generation_id}/share", status_code=201, response_model=ShareOut)
 def share_generation(
-    generation_id: int, request: Request, session: SessionDep, user: CurrentUser, body: ShareRequest | None = None
+    generation_id: RowId, request: Request, session: SessionDep, user: CurrentUser, body: ShareRequest | None = None
 ) -> ShareOut:
     generation = generations.get_visible(session, generation_id=generation_id, user=user)
     link = sharing.share_generation(session, generation=generation, user=user, expires_in=_expires_in(body))

@@ -12,6 +12,7 @@ from app.db.models import Role
 from app.deps import AdminUser, FormCsrf, SessionDep, TemplatesDep
 from app.http.csrf import csrf_token
 from app.http.sessions import end_session, start_session
+from app.params import RowId
 from app.services import admin, users
 from app.services.errors import InvalidInput
 from app.web.errors import Refusal, refused_page
@@ -129,7 +130,7 @@ def admin_page(request: Request, session: SessionDep, user: AdminUser, templates
 
 
 @router.post("/admin/users/{user_id}/role")
-def set_role(user_id: int, fields: FormFields, session: SessionDep, actor: AdminUser) -> Response:
+def set_role(user_id: RowId, fields: FormFields, session: SessionDep, actor: AdminUser) -> Response:
     role = fields.get("role")
     if role not in {r.value for r in Role}:
         raise InvalidInput(f"role must be admin or artist (got {role!r})")

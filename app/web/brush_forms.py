@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from app.db.models import Image, User
+from app.params import parse_row_id
 from app.schemas import StyleRequest
 from app.services import images
 from app.services.errors import NotFound
@@ -86,7 +87,7 @@ def visible_references(
 
 
 def _is_id(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= 12
+    return parse_row_id(text) is not None
 
 
 def _weight(text: str) -> float:

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.deps import CurrentUser, FormCsrf, RegistryDep, SessionDep, SettingsDep, SubmitDep, TemplatesDep
 from app.http.csrf import csrf_token
+from app.params import RowId
 from app.schemas import InpaintRequest
 from app.services import compose, images
 from app.web.brush_forms import StyleFormFields, parse_style_form
@@ -22,7 +23,7 @@ OUTPAINT_MAX = 1024  # OutpaintRequest: each side at most 1024 pixels, in multip
 
 @router.get("/images/{image_id}/inpaint", response_class=HTMLResponse)
 def inpaint_editor(
-    image_id: int,
+    image_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,

@@ -12,6 +12,7 @@ from app.db.models import Gallery, Image, Role, User, Visibility
 from app.deps import CurrentUser, FormCsrf, SessionDep, StoreDep, TemplatesDep
 from app.http.csrf import csrf_token
 from app.http.zips import gallery_zip
+from app.params import MAX_ID, RowId, parse_row_id
 from app.services import feedback, galleries, generations, sharing
 from app.services.errors import InvalidInput, NotFound
 from app.web.errors import is_htmx
@@ -81,7 +82,7 @@ def explore(
     session: SessionDep,
     user: CurrentUser,
     templates: TemplatesDep,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> HTMLResponse:
     rows, next_cursor = galleries.list_public(session, cursor=cursor)
     owners = galleries.owner_names(session, rows)
@@ -104,7 +105,7 @@ def explore(
 
 @router.get("/galleries/{gallery_id}", response_class=HTMLResponse)
 def gallery_page(
-    gallery_id: int,
+    gallery_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -145,7 +146,7 @@ def _owned(session: SessionDep, gallery_id: int, user: User) -> Gallery:
 
 
 @router.post("/galleries/{gallery_id}/edit")
-def edit_gallery(gallery_id: int, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
+def edit_gallery(gallery_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     gallery = _owned(session, gallery_id, user)
     galleries.update(
         session,
@@ -158,23 +159,25 @@ def edit_gallery(gallery_id: int, fields: FormFields, session: SessionDep, user:
 
 
 @router.post("/galleries/{gallery_id}/delete")
-def delete_gallery(gallery_id: int, session: SessionDep, user: CurrentUser) -> Response:
+def delete_gallery(gallery_id: RowId, session: SessionDep, user: CurrentUser) -> Response:
     galleries.delete(session, _owned(session, gallery_id, user))
     return _back("/galleries")
 
 
 @router.post("/galleries/{gallery_id}/items")
-def add_item(gallery_id: int, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
+def add_item(gallery_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     gallery = _owned(session, gallery_id, user)
-    image_id = str(fields.get("image_id", ""))
-    if not image_id.isdigit():
+    image_id = parse_row_id(fields.get("image_id"))
+    if image_id is None:
         raise InvalidInput("choose an image to add")
-    galleries.add_item(session, gallery, user=user, image_id=int(image_id), caption=str(fields.get("caption", "")))
+    galleries.add_item(session, gallery, user=user, image_id=image_id, caption=str(fields.get("caption", "")))
     return _back(f"/galleries/{gallery.id}")
 
 
 @router.post("/galleries/{gallery_id}/items/{image_id}")
-def change_item(gallery_id: int, image_id: int, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
+def change_item(
+    gallery_id: RowId, image_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser
+) -> Response:
     """One form per item; its ``action`` button says what to do: caption, cover, up, down or remove."""
     gallery = _owned(session, gallery_id, user)
     action = fields.get("action")
@@ -198,25 +201,34 @@ def change_item(gallery_id: int, image_id: int, fields: FormFields, session: Ses
 
 
 @router.get("/galleries/{gallery_id}/download")
-def download(gallery_id: int, session: SessionDep, user: CurrentUser, store: StoreDep) -> Response:
+def download(gallery_id: RowId, session: SessionDep, user: CurrentUser, store: StoreDep) -> Response:
     return gallery_zip(store, galleries.get_visible(session, gallery_id=gallery_id, user=user))
 
 
-@router.post("/galleries/{gallery_id}/share")
-def share_gallery(gallery_id: int, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
-    gallery = _owned(session, gallery_id, user)
+def _expires_in(fields: dict[str, Any]) -> timedelta | None:
+    """The share dialog's hours; empty, zero or not a number: the link never expires."""
     hours = str(fields.get("expires_in_hours", "")).strip()
-    expires_in = timedelta(hours=int(hours)) if hours.isdigit() and int(hours) > 0 else None
+    if not hours.isdigit() or not hours.lstrip("0"):
+        return None
+    hours = hours.lstrip("0")
+    if len(hours) > 6:
+        raise InvalidInput(f"a link must expire within {sharing.MAX_EXPIRY.days} days; choose fewer hours")
+    return timedelta(hours=int(hours))
+
+
+@router.post("/galleries/{gallery_id}/share")
+def share_gallery(gallery_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
+    gallery = _owned(session, gallery_id, user)
+    expires_in = _expires_in(fields)
     sharing.share_gallery(session, gallery=gallery, user=user, expires_in=expires_in)
     return _back(f"/galleries/{gallery.id}?shared=1#share")
 
 
 @router.post("/generations/{generation_id}/share")
-def share_generation(generation_id: int, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
+def share_generation(generation_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     """A new link to a generation; the generation page's dialog sends ``back`` to return to it."""
     generation = generations.get_visible(session, generation_id=generation_id, user=user)
-    hours = str(fields.get("expires_in_hours", "")).strip()
-    expires_in = timedelta(hours=int(hours)) if hours.isdigit() and int(hours) > 0 else None
+    expires_in = _expires_in(fields)
     link = sharing.share_generation(session, generation=generation, user=user, expires_in=expires_in)
     return _back(safe_back(fields) if fields.get("back") else f"/s/{link.token}")
 
@@ -233,7 +245,7 @@ def revoke_link(token: str, session: SessionDep, user: CurrentUser) -> Response:
 
 @router.post("/images/{image_id}/feedback", response_class=HTMLResponse)
 def give_feedback(
-    image_id: int,
+    image_id: RowId,
     request: Request,
     fields: FormFields,
     session: SessionDep,
@@ -272,7 +284,7 @@ def pick_page(
     session: SessionDep,
     user: CurrentUser,
     templates: TemplatesDep,
-    generation: Annotated[int, Query(ge=1)],
+    generation: Annotated[int, Query(ge=1, le=MAX_ID)],
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
 ) -> HTMLResponse:
     """ "Which is better?": two images of one prompt or lineage, side by side."""
@@ -293,12 +305,12 @@ def pick_page(
 
 @router.post("/pick")
 def pick(fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
-    winner, loser = str(fields.get("winner", "")), str(fields.get("loser", ""))
-    if not (winner.isdigit() and loser.isdigit()):
+    winner, loser = parse_row_id(fields.get("winner")), parse_row_id(fields.get("loser"))
+    if winner is None or loser is None:
         raise InvalidInput("pick one of the two images")
-    feedback.record_preference(session, user=user, winner_image_id=int(winner), loser_image_id=int(loser))
-    generation, offset = str(fields.get("generation", "")), str(fields.get("next_offset", "0"))
-    if generation.isdigit() and offset.isdigit():
+    feedback.record_preference(session, user=user, winner_image_id=winner, loser_image_id=loser)
+    generation, offset = parse_row_id(fields.get("generation")), str(fields.get("next_offset", "0"))
+    if generation is not None and offset.isdigit() and len(offset) <= 5:
         return _back(f"/pick?generation={generation}&offset={offset}")
     return _back("/history")
 
@@ -340,13 +352,13 @@ def shared(token: str, request: Request, session: SessionDep, templates: Templat
 
 
 @router.get("/s/{token}/images/{image_id}")
-def shared_image(token: str, image_id: int, session: SessionDep, store: StoreDep) -> FileResponse:
+def shared_image(token: str, image_id: RowId, session: SessionDep, store: StoreDep) -> FileResponse:
     image = sharing.shared_image(session, sharing.resolve(session, token), image_id=image_id)
     return FileResponse(store.path(image.sha256), media_type="image/png", headers=_SHARED)
 
 
 @router.get("/s/{token}/images/{image_id}/thumb")
-def shared_thumbnail(token: str, image_id: int, session: SessionDep, store: StoreDep) -> FileResponse:
+def shared_thumbnail(token: str, image_id: RowId, session: SessionDep, store: StoreDep) -> FileResponse:
     image = sharing.shared_image(session, sharing.resolve(session, token), image_id=image_id)
     return FileResponse(store.thumbnail_path(image.sha256), media_type="image/webp", headers=_SHARED)
 

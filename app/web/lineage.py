@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Generation, User
 from app.deps import CurrentUser, FormCsrf, SessionDep, SubmitDep, TemplatesDep
 from app.http.csrf import csrf_token
+from app.params import RowId, parse_row_id
 from app.services import explore, generations, lineage
 from app.services.errors import InvalidInput, NotFound
 from app.services.steps import action_of
@@ -62,10 +63,11 @@ def parse_ids(values: list[str]) -> list[int]:
             part = part.strip()
             if not part:
                 continue
-            if not part.isdigit():
+            number = parse_row_id(part)
+            if number is None:
                 raise NotFound(f"ids must be generation numbers separated by commas (got {part!r})")
-            if int(part) not in ids:
-                ids.append(int(part))
+            if number not in ids:
+                ids.append(number)
     if not COMPARE_MIN <= len(ids) <= COMPARE_MAX:
         raise NotFound(f"pick between {COMPARE_MIN} and {COMPARE_MAX} generations to compare (got {len(ids)})")
     return ids
@@ -92,7 +94,7 @@ def compare_context(session: Session, *, user: User, ids: list[int]) -> dict[str
 
 @router.get("/generations/{generation_id}/lineage", response_class=HTMLResponse)
 def lineage_page(
-    generation_id: int, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
+    generation_id: RowId, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
 ) -> HTMLResponse:
     tree = lineage.build_lineage(session, generation_id=generation_id, user=user)
     context = {"user": user, "tree": tree, "csrf_token": csrf_token(request), "active": ""}
@@ -134,7 +136,7 @@ def batch_page(
 
 
 @router.post("/partials/generations/{generation_id}/vary")
-def vary_form(generation_id: int, user: CurrentUser, submit: SubmitDep) -> Response:
+def vary_form(generation_id: RowId, user: CurrentUser, submit: SubmitDep) -> Response:
     """The generation page's Vary button: a new seed, then the new generation's page."""
     generation = submit.through(explore.vary, owner=user, generation_id=generation_id)
     return RedirectResponse(f"/generations/{generation.id}", status_code=303)
@@ -142,7 +144,7 @@ def vary_form(generation_id: int, user: CurrentUser, submit: SubmitDep) -> Respo
 
 @router.post("/partials/generations/{generation_id}/grid")
 def grid_form(
-    generation_id: int, fields: FormFields, session: SessionDep, user: CurrentUser, submit: SubmitDep
+    generation_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser, submit: SubmitDep
 ) -> Response:
     """The generation page's explorer: a seed grid or a prompt matrix from its parameters."""
     # Every cell is a step from the original, so the grid shows up in its lineage too.
@@ -157,7 +159,7 @@ def grid_form(
         )
     else:
         count = str(fields.get("count", "4")).strip()
-        if not count.isdigit():
-            raise InvalidInput(f"the number of seeds must be a whole number (got {count!r})")
+        if not count.isdigit() or len(count) > 9:
+            raise InvalidInput(f"the number of seeds must be a whole number from 2 to 16 (got {count[:20]!r})")
         batch, _ = submit.through(explore.seed_grid_from, owner=user, generation_id=generation_id, count=int(count))
     return RedirectResponse(f"/batches/{batch}", status_code=303)

@@ -15,6 +15,7 @@ from app.db.models import Generation, Mode, User
 from app.deps import CurrentUser, FormCsrf, RegistryDep, SessionDep, SettingsDep, TemplatesDep
 from app.engine.catalog import ModelCatalog
 from app.http.csrf import csrf_token
+from app.params import MAX_ID, RowId, parse_row_id
 from app.services import estimates, feedback, generations, queue, sharing
 from app.services.errors import NotFound
 from app.web.brush_forms import (
@@ -59,7 +60,7 @@ def render_studio(
     ``style_refs`` are the chosen style references: with any, the form paints a style job.
     """
     recent, _ = generations.list_for_user(session, user=user, limit=RECENT_CARDS)
-    parent = visible_or_none(session, form.parent_id, user=user) if form.parent_id.isdigit() else None
+    parent = visible_or_none(session, form.parent_id, user=user)
     context: dict[str, Any] = {
         "user": user,
         "form": form,
@@ -107,10 +108,11 @@ def studio_again(refusal: Refusal) -> Response:
 
 def visible_or_none(session: Session, generation_id: int | str | None, *, user: User) -> Generation | None:
     """The generation when ``user`` may see it; a missing or hidden one (a parent, a source) shows as none."""
-    if generation_id is None:
+    row_id = parse_row_id(generation_id)
+    if row_id is None:
         return None
     try:
-        return generations.get_visible(session, generation_id=int(generation_id), user=user)
+        return generations.get_visible(session, generation_id=row_id, user=user)
     except NotFound:
         return None
 
@@ -123,7 +125,7 @@ def studio(
     registry: RegistryDep,
     settings: SettingsDep,
     templates: TemplatesDep,
-    refine: Annotated[int | None, Query(ge=1)] = None,
+    refine: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     style: Annotated[list[str] | None, Query()] = None,
 ) -> HTMLResponse:
     """The studio; ``?style=ID`` (repeatable) starts it with those images as style references."""
@@ -144,7 +146,7 @@ def studio(
 
 @router.get("/generations/{generation_id}", response_class=HTMLResponse)
 def generation_page(
-    generation_id: int, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
+    generation_id: RowId, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
 ) -> HTMLResponse:
     generation = generations.get_visible(session, generation_id=generation_id, user=user)
     parent = visible_or_none(session, generation.parent_id, user=user)
@@ -191,7 +193,7 @@ def history_query(
     q: Annotated[str | None, Query(max_length=200)] = None,
     model: Annotated[str | None, Query(max_length=128)] = None,
     mode: Annotated[str | None, Query(max_length=16)] = None,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     min_rating: Annotated[str | None, Query(max_length=1)] = None,
     sort: Annotated[str | None, Query(max_length=16)] = None,
     since: Annotated[str | None, Query(max_length=10)] = None,

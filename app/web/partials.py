@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Generation, Mode
 from app.deps import BusDep, CurrentUser, FormCsrf, RegistryDep, SessionDep, SettingsDep, SubmitDep, TemplatesDep
 from app.http.csrf import csrf_token
+from app.params import RowId
 from app.services import estimates, generations, queue
 from app.services.compose import new_generation
 from app.services.errors import Conflict
@@ -66,7 +67,7 @@ def generate(
 
 @router.get("/generations/{generation_id}/card", response_class=HTMLResponse)
 def card(
-    generation_id: int, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
+    generation_id: RowId, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
 ) -> HTMLResponse:
     generation = generations.get_visible(session, generation_id=generation_id, user=user)
     return card_response(request, templates, session, generation)
@@ -74,7 +75,7 @@ def card(
 
 @router.post("/generations/{generation_id}/cancel", response_class=HTMLResponse)
 def cancel(
-    generation_id: int,
+    generation_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
