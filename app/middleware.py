@@ -34,18 +34,29 @@ class BodyLimitMiddleware:
                 return
         received = 0
         started = False
+        exceeded = False
+        replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLarge()
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, replaced
+            if replaced:
+                return
+            if exceeded and message["type"] == "http.response.start" and not started:
+                # The route (or FastAPI's body parser) caught the refusal and answered it as
+                # its own error, typically "400 error parsing the body": the answer is 413.
+                started = replaced = True
+                await self._refuse(send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -57,7 +68,10 @@ class BodyLimitMiddleware:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body is larger than {self.max_bytes // (1024 * 1024)} MiB"}).encode()
+        limit = f"{self.max_bytes // 1024**2} MiB" if self.max_bytes >= 1024**2 else f"{self.max_bytes} bytes"
+        body = json.dumps(
+            {"detail": f"request body is larger than {limit}: send a smaller image or less text"}
+        ).encode()
         await send(
             {
                 "type": "http.response.start",
