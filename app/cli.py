@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from app.config import get_settings
+from app.config import SettingsError, get_settings
 
 app = typer.Typer(help="Painting Studio: paint with diffusion models from a browser.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage artists' accounts.", no_args_is_help=True)
@@ -37,7 +37,12 @@ def serve(
         f"Painting Studio on http://{settings.host}:{settings.port} "
         f"(auth: {settings.auth_mode}, queue: {settings.queue}, devices: {settings.devices or 'auto'})"
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    try:
+        studio = create_app(settings)
+    except SettingsError as error:
+        typer.echo(f"not starting: {error}", err=True)
+        raise typer.Exit(2) from error
+    uvicorn.run(studio, host=settings.host, port=settings.port, log_level="info")
 
 
 @app.command()

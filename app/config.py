@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
+class SettingsError(ValueError):
+    """Settings the studio refuses to start with; the message says which to set and why."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STUDIO_", env_file=".env", extra="ignore")
 
@@ -33,6 +37,10 @@ class Settings(BaseSettings):
     secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
     host: str = "127.0.0.1"
     port: int = 8000
+    # Host names (or addresses) the server answers to, comma-separated; "*" answers any, and
+    # "*.example.org" any subdomain. Empty: the loopback names when bound to loopback; bound
+    # elsewhere it must be set (a page on another origin can point its own name at this server).
+    allowed_hosts: str = ""
 
     # Inputs
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -74,6 +82,13 @@ class Settings(BaseSettings):
         if self.auth:
             return self.auth
         return "local" if self.host in LOOPBACK_HOSTS else "required"
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        """The Host names requests may carry (lowercase, no port); empty when none were given off loopback."""
+        if self.allowed_hosts.strip():
+            return [name.strip().lower().strip("[]") for name in self.allowed_hosts.split(",") if name.strip()]
+        return sorted(LOOPBACK_HOSTS) if self.host in LOOPBACK_HOSTS else []
 
     @property
     def images_dir(self) -> Path:

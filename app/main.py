@@ -30,13 +30,13 @@ from app.api import lineage as lineage_api
 from app.api import models as models_api
 from app.api import parameters as parameters_api
 from app.api import sharing as sharing_api
-from app.config import Settings, get_settings
+from app.config import Settings, SettingsError, get_settings
 from app.db.migrate import upgrade_database
 from app.db.session import make_engine, make_session_factory
 from app.deps import ApiCsrf, LoginRequired
 from app.engine.catalog import ModelCatalog, ModelNotFound
 from app.gate import LoginGateMiddleware
-from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, TrustedHostMiddleware
 from app.services.errors import InvalidInput, StudioError
 from app.services.storage import ImageStore
 from app.web import accounts as accounts_pages
@@ -128,6 +128,12 @@ def _job_context_factory(app: FastAPI, settings: Settings) -> Callable[[], JobCo
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    if not settings.allowed_host_list:
+        raise SettingsError(
+            f"STUDIO_HOST={settings.host} is reachable from other machines, so the studio must know the names it "
+            "is reached by: set STUDIO_ALLOWED_HOSTS (for example studio.example.org,192.168.1.20), or '*' to answer "
+            "any Host header (a page on another site could then reach it by pointing its own name at this server)"
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     @asynccontextmanager
@@ -185,6 +191,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, same_site="lax", https_only=False)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    # Added last, so it runs first: a foreign Host header (DNS rebinding) is answered before anything.
+    app.add_middleware(TrustedHostMiddleware, allowed=settings.allowed_host_list)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     # ApiCsrf: cookie-session requests that change state must carry X-CSRF-Token (see app.deps.api_csrf).
     app.include_router(auth_api.router, prefix="/api")

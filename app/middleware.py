@@ -1,8 +1,10 @@
-"""HTTP guards every response passes through: a bound on request bodies, security headers."""
+"""HTTP guards every request and response passes through: trusted Host names, a bound on request
+bodies, security headers."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -11,6 +13,54 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'"
 )
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, lowercase, without port or IPv6 brackets (``[::1]:8000`` is ``::1``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    if header.count(":") == 1:
+        header = header.split(":", 1)[0]
+    return header.rstrip(".")
+
+
+class TrustedHostMiddleware:
+    """Answers 400 to a request whose Host header is not an allowed name.
+
+    A page on another origin can point a name of its own at this server (DNS rebinding) and read
+    its answers as same-origin; it cannot choose the Host header, which carries its own name.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str]) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        self.names = {name for name in allowed if not name.startswith("*.")}
+        self.suffixes = tuple(name[1:] for name in allowed if name.startswith("*."))
+
+    def allows(self, header: str) -> bool:
+        name = host_name(header)
+        return self.any or name in self.names or (bool(self.suffixes) and name.endswith(self.suffixes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.any:
+            await self.app(scope, receive, send)
+            return
+        header = next((value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"host"), "")
+        if self.allows(header):
+            await self.app(scope, receive, send)
+            return
+        name = host_name(header)[:64]
+        detail = f"this studio does not answer to the host name {name!r}; use the address its admin gave you"
+        body = json.dumps({"detail": detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 class BodyTooLarge(Exception):

@@ -79,6 +79,8 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         start_workers=False,
         preload_default_model=False,
         auth="local",
+        # The test clients send Host: testserver; the studio answers only the names it is told.
+        allowed_hosts="127.0.0.1,localhost,::1,testserver",
     )
 
 
