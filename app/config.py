@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # "*.example.org" any subdomain. Empty: the loopback names when bound to loopback; bound
     # elsewhere it must be set (a page on another origin can point its own name at this server).
     allowed_hosts: str = ""
+    # Rate limits (the ``limits`` library's notation): failed logins per username and per
+    # address, and new accounts per address.
+    login_failure_limit: str = "10 per 15 minutes"
+    register_limit: str = "10 per hour"
 
     # Inputs
     max_upload_bytes: int = 20 * 1024 * 1024

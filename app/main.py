@@ -36,8 +36,9 @@ from app.db.session import make_engine, make_session_factory
 from app.deps import ApiCsrf, LoginRequired
 from app.engine.catalog import ModelCatalog, ModelNotFound
 from app.gate import LoginGateMiddleware
+from app.http.limits import AttemptLimiter
 from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, TrustedHostMiddleware
-from app.services.errors import InvalidInput, StudioError
+from app.services.errors import InvalidInput, RateLimited, StudioError
 from app.services.storage import ImageStore
 from app.web import accounts as accounts_pages
 from app.web import brushes as brush_pages
@@ -79,8 +80,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         # The one place domain errors become answers: {"detail"} for the JSON API; for pages and
         # forms the error page, the htmx fragment or the form again (app.web.errors).
         if _is_api(request):
-            return JSONResponse({"detail": error.message}, status_code=error.status_code)
-        return await error_page(request, error)
+            response: Response = JSONResponse({"detail": error.message}, status_code=error.status_code)
+        else:
+            response = await error_page(request, error)
+        if isinstance(error, RateLimited):
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
 
     @app.exception_handler(ModelNotFound)
     async def model_not_found(request: Request, error: ModelNotFound) -> Response:
@@ -167,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = ModelCatalog(settings.models_dir)
     app.state.store = ImageStore(settings.images_dir)
     app.state.bus = _make_bus(settings)
+    app.state.limiter = AttemptLimiter.from_settings(settings)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     app.state.pool = None
     dispatch: Callable[[int], None]

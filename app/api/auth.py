@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from app.db.models import ApiToken, User
 from app.deps import ApiCsrf, CurrentUser, SessionDep
 from app.http.csrf import csrf_token
+from app.http.limits import LimiterDep, client_address
 from app.http.sessions import end_session, start_session
 from app.params import RowId
 from app.schemas import UtcDatetime
@@ -58,17 +59,22 @@ def user_out(user: User) -> UserOut:
 # Login and register take JSON only: a cross-site form cannot send application/json without a CORS
 # preflight, which this app never grants, so they need no CSRF token (there is no session yet).
 @router.post("/auth/register", status_code=201, response_model=LoggedIn)
-def register(body: Credentials, request: Request, session: SessionDep) -> LoggedIn:
+def register(body: Credentials, request: Request, session: SessionDep, limiter: LimiterDep) -> LoggedIn:
+    limiter.check_register(address=client_address(request))
     user = users.create_user(session, username=body.username, password=body.password)
     token = start_session(request, user)
     return LoggedIn(**user_out(user).model_dump(), csrf_token=token)
 
 
 @router.post("/auth/login", response_model=LoggedIn)
-def login(body: Credentials, request: Request, session: SessionDep) -> LoggedIn:
+def login(body: Credentials, request: Request, session: SessionDep, limiter: LimiterDep) -> LoggedIn:
+    # Checked before the (deliberately slow) password hash: a refused guess costs nothing.
+    limiter.check_login(username=body.username, address=client_address(request))
     user = users.authenticate(session, username=body.username, password=body.password)
     if user is None:
+        limiter.login_failed(username=body.username, address=client_address(request))
         raise HTTPException(401, detail="wrong username or password")
+    limiter.login_succeeded(username=body.username)
     token = start_session(request, user)
     return LoggedIn(**user_out(user).model_dump(), csrf_token=token)
 

@@ -31,3 +31,13 @@ class TooLarge(StudioError):
 
 class UnsupportedMedia(StudioError):
     status_code = 415
+
+
+class RateLimited(StudioError):
+    """Too many requests of a kind for now; ``retry_after`` seconds say when to try again (429)."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -11,10 +11,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.db.models import Role
 from app.deps import AdminUser, FormCsrf, SessionDep, TemplatesDep
 from app.http.csrf import csrf_token
+from app.http.limits import LimiterDep, client_address
 from app.http.sessions import end_session, start_session
 from app.params import RowId
 from app.services import admin, users
-from app.services.errors import InvalidInput
+from app.services.errors import InvalidInput, RateLimited
 from app.web.errors import Refusal, refused_page
 from app.web.forms import FormFields
 
@@ -47,14 +48,14 @@ def login_page(
 
 
 def _login_again(refusal: Refusal) -> HTMLResponse:
-    # The only refusal a login form meets is its CSRF token (a wrong password is answered below):
-    # 403, as the JSON API answers a missing token.
+    # A login form is refused for its CSRF token (403, as the JSON API answers a missing token)
+    # or for too many failures (429); a wrong password is answered below.
     fields = refusal.fields
     return _render(
         refusal.request,
         refusal.templates,
         "pages/login.html",
-        status_code=403,
+        status_code=429 if isinstance(refusal.error, RateLimited) else 403,
         next=safe_next(fields.get("next")),
         error=refusal.error.message,
         username=str(fields.get("username", "")),
@@ -63,11 +64,15 @@ def _login_again(refusal: Refusal) -> HTMLResponse:
 
 @router.post("/login", response_class=HTMLResponse)
 @refused_page(_login_again)
-def login(request: Request, fields: FormFields, session: SessionDep, templates: TemplatesDep) -> Response:
+def login(
+    request: Request, fields: FormFields, session: SessionDep, templates: TemplatesDep, limiter: LimiterDep
+) -> Response:
     target = safe_next(fields.get("next"))
     username = str(fields.get("username", ""))
+    limiter.check_login(username=username, address=client_address(request))
     user = users.authenticate(session, username=username, password=str(fields.get("password", "")))
     if user is None:
+        limiter.login_failed(username=username, address=client_address(request))
         return _render(
             request,
             templates,
@@ -77,6 +82,7 @@ def login(request: Request, fields: FormFields, session: SessionDep, templates: 
             error="wrong username or password",
             username=username,
         )
+    limiter.login_succeeded(username=username)
     start_session(request, user)
     return RedirectResponse(target, status_code=303)
 
@@ -92,7 +98,7 @@ def _register_again(refusal: Refusal) -> HTMLResponse:
         refusal.request,
         refusal.templates,
         "pages/register.html",
-        status_code=422,
+        status_code=429 if isinstance(refusal.error, RateLimited) else 422,
         error=refusal.error.message,
         username=username,
     )
@@ -100,7 +106,8 @@ def _register_again(refusal: Refusal) -> HTMLResponse:
 
 @router.post("/register", response_class=HTMLResponse)
 @refused_page(_register_again)
-def register(request: Request, fields: FormFields, session: SessionDep) -> Response:
+def register(request: Request, fields: FormFields, session: SessionDep, limiter: LimiterDep) -> Response:
+    limiter.check_register(address=client_address(request))
     password = str(fields.get("password", ""))
     if password != fields.get("password_again", password):
         raise InvalidInput("the two passwords differ; type the same password twice")
