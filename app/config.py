@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # address, and new accounts per address.
     login_failure_limit: str = "10 per 15 minutes"
     register_limit: str = "10 per hour"
+    # Unfinished images (queued or being painted) one artist may have; a seed grid of 16 counts 16.
+    max_queued_per_user: int = Field(default=50, ge=1)
 
     # Inputs
     max_upload_bytes: int = 20 * 1024 * 1024

@@ -72,8 +72,8 @@ DispatchDep = Annotated[Callable[[int], None], Depends(get_dispatch)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 
 
-def get_submitter(session: SessionDep, dispatch: DispatchDep) -> Submitter:
-    return Submitter(session, dispatch)
+def get_submitter(session: SessionDep, dispatch: DispatchDep, settings: SettingsDep) -> Submitter:
+    return Submitter(session, dispatch, max_queued=settings.max_queued_per_user)
 
 
 SubmitDep = Annotated[Submitter, Depends(get_submitter)]

@@ -31,9 +31,12 @@ class Submitter:
     its fourth cell) still has those dispatched: their rows are queued, so they must run.
     """
 
-    def __init__(self, session: Session, dispatch: Callable[[int], None]) -> None:
+    def __init__(self, session: Session, dispatch: Callable[[int], None], *, max_queued: int | None = None) -> None:
         self.session = session
         self.dispatch = dispatch
+        if max_queued is not None:
+            # generations.enqueue refuses (429) a job past this many unfinished images per artist.
+            session.info[generations.QUOTA_KEY] = max_queued
 
     def __call__(self, *, owner: User, new: NewGeneration) -> Generation:
         return self.through(generations.enqueue, owner=owner, new=new)

@@ -56,13 +56,16 @@ def _enqueue_batch(
 ) -> tuple[str, list[Generation]]:
     if not 2 <= len(cells) <= MAX_CELLS:
         raise InvalidInput(f"a grid has between 2 and {MAX_CELLS} cells (got {len(cells)})")
+    # The whole grid against the quota first, so a refusal names what the grid asks for.
+    generations.check_quota(session, owner=owner, adding=sum(new.n_images for _, new in cells))
     batch = secrets.token_urlsafe(9)
     made = []
     for index, (label, new) in enumerate(cells):
         params = new.params.model_copy(
             update={"batch": batch, "batch_kind": kind, "batch_index": index, "batch_label": label}
         )
-        made.append(generations.enqueue(session, owner=owner, new=replace(new, params=params)))
+        made.append(generations.enqueue(session, owner=owner, new=replace(new, params=params), commit=False))
+    session.commit()
     return batch, made
 
 

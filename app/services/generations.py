@@ -13,10 +13,15 @@ from sqlalchemy.orm import Session, selectinload
 from app.db.models import Feedback, Generation, Image, Mode, Role, Status, User
 from app.params import MAX_SEED, JobParams, Parameters
 from app.services import steps
-from app.services.errors import InvalidInput, NotFound
+from app.services.errors import InvalidInput, NotFound, RateLimited
 
 __all__ = ["MAX_SEED"]
 ACTIVE = (Status.QUEUED, Status.RUNNING)
+# The request's quota of unfinished images per artist, put on its session by the Submitter
+# (app.http.submit); sessions without it (the CLI, the workers) enqueue without a quota.
+QUOTA_KEY = "max_queued_per_user"
+# How soon a refused artist is told to try again: a small job finishes in about this long.
+QUOTA_RETRY_AFTER_S = 30
 
 
 @dataclass(kw_only=True)
@@ -137,8 +142,37 @@ def _check_images_usable(session: Session, *, owner: User, image_ids: Sequence[i
         raise NotFound(f"image {min(missing)} not found")
 
 
-def enqueue(session: Session, *, owner: User, new: NewGeneration) -> Generation:
-    """Write the job as a queued Generation row and commit; the seed is always recorded."""
+def unfinished_images(session: Session, *, owner: User) -> int:
+    """How many images ``owner`` has queued or being painted (this transaction's new rows included)."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Generation.n_images), 0)).where(
+            Generation.user_id == owner.id, Generation.status.in_(ACTIVE)
+        )
+    )
+    return int(total or 0)
+
+
+def check_quota(session: Session, *, owner: User, adding: int) -> None:
+    """Refuse (429) a job that would take ``owner`` past the session's quota of unfinished images."""
+    limit = session.info.get(QUOTA_KEY)
+    if limit is None:
+        return
+    waiting = unfinished_images(session, owner=owner)
+    if waiting + adding > limit:
+        already = f"{waiting} of your images are" if waiting != 1 else "1 of your images is"
+        raise RateLimited(
+            f"{already} waiting or being painted, and at most {limit} may wait at once; this asks for "
+            f"{adding} more. Wait for some to finish, or cancel some, then submit again",
+            retry_after=QUOTA_RETRY_AFTER_S,
+        )
+
+
+def enqueue(session: Session, *, owner: User, new: NewGeneration, commit: bool = True) -> Generation:
+    """Write the job as a queued Generation row and commit; the seed is always recorded.
+
+    A batch passes ``commit=False`` for its cells and commits once: its cells count against the
+    quota together, and a batch the quota refuses leaves no cell behind.
+    """
     if new.seed is not None and not 0 <= new.seed <= MAX_SEED:
         raise InvalidInput(f"seed must be between 0 and {MAX_SEED} (got {new.seed})")
     seed = new.seed if new.seed is not None else secrets.randbelow(MAX_SEED + 1)
@@ -149,6 +183,7 @@ def enqueue(session: Session, *, owner: User, new: NewGeneration) -> Generation:
         params = steps.step_params(params, parent=parent, owner=owner, mode=new.mode)
     image_ids = [i for i in (new.source_image_id, new.mask_image_id) if i is not None] + list(new.style_image_ids)
     _check_images_usable(session, owner=owner, image_ids=image_ids)
+    check_quota(session, owner=owner, adding=new.n_images)
 
     parameters = {name: getattr(new, name) for name in Parameters.names()}
     generation = Generation(
@@ -165,5 +200,8 @@ def enqueue(session: Session, *, owner: User, new: NewGeneration) -> Generation:
         attempts=0,
     )
     session.add(generation)
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return generation
