@@ -95,6 +95,10 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(_enum(Role, "role"), default=Role.ARTIST)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Copied into each login session and checked on every request; logging out bumps it.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # An admin's raise (or cut) of STUDIO_MAX_QUEUED_PER_USER for this artist; None: the setting.
+    max_queued_images: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class ApiToken(Base):
