@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.config import LOOPBACK_HOSTS, Settings
 from app.db.models import Role, User
 from app.engine.catalog import ModelCatalog
-from app.http import csrf
+from app.http import csrf, sessions
 from app.http.submit import Submitter
 from app.services import tokens, users
 from app.services.errors import NotFound
@@ -121,13 +121,12 @@ def _acting_user(request: Request, session: Session, settings: Settings) -> User
             )
         request.state.auth = AUTH_BEARER
         return user
-    user_id = request.session.get("user_id") if "session" in request.scope else None
-    if user_id is not None:
-        user = session.get(User, user_id)
-        if user is not None:
-            request.state.auth = AUTH_SESSION
-            return user
-    if settings.auth_mode == "local":
+    user = sessions.session_user(request, session)
+    if user is not None:
+        request.state.auth = AUTH_SESSION
+        return user
+    # A browser that logged out stays anonymous: it reaches the login page, not the local artist.
+    if settings.auth_mode == "local" and not sessions.signed_out(request):
         request.state.auth = AUTH_LOCAL
         return users.ensure_local_user(session)
     return None

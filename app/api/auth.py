@@ -80,8 +80,9 @@ def login(body: Credentials, request: Request, session: SessionDep, limiter: Lim
 
 
 @router.post("/auth/logout", status_code=204, dependencies=[ApiCsrf])
-def logout(request: Request) -> Response:
-    end_session(request)
+def logout(request: Request, session: SessionDep) -> Response:
+    """Ends every session of the account (the saved cookies of other browsers too)."""
+    end_session(request, session)
     return Response(status_code=204)
 
 

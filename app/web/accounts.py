@@ -9,13 +9,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.db.models import Role
-from app.deps import AdminUser, FormCsrf, SessionDep, TemplatesDep
+from app.deps import AdminUser, FormCsrf, SessionDep, SettingsDep, TemplatesDep
 from app.http.csrf import csrf_token
 from app.http.limits import LimiterDep, client_address
 from app.http.sessions import end_session, start_session
 from app.params import RowId
 from app.services import admin, users
-from app.services.errors import InvalidInput, RateLimited
+from app.services.errors import InvalidInput, NotFound, RateLimited
 from app.web.errors import Refusal, refused_page
 from app.web.forms import FormFields
 
@@ -42,9 +42,27 @@ def _render(
 def login_page(
     request: Request,
     templates: TemplatesDep,
+    settings: SettingsDep,
     next_path: Annotated[str | None, Query(alias="next", max_length=2000)] = None,
 ) -> HTMLResponse:
-    return _render(request, templates, "pages/login.html", next=safe_next(next_path), error=None, username="")
+    return _render(
+        request,
+        templates,
+        "pages/login.html",
+        next=safe_next(next_path),
+        error=None,
+        username="",
+        local_mode=settings.auth_mode == "local",
+    )
+
+
+@router.post("/login/local")
+def continue_local(request: Request, settings: SettingsDep) -> Response:
+    """Local mode, after a logout: act as the built-in local artist again (nothing to type)."""
+    if settings.auth_mode != "local":
+        raise NotFound("not found")
+    request.session.clear()
+    return RedirectResponse("/", status_code=303)
 
 
 def _login_again(refusal: Refusal) -> HTMLResponse:
@@ -117,8 +135,8 @@ def register(request: Request, fields: FormFields, session: SessionDep, limiter:
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
-    end_session(request)
+def logout(request: Request, session: SessionDep) -> Response:
+    end_session(request, session)
     return RedirectResponse("/login", status_code=303)
 
 
