@@ -53,3 +53,13 @@ def set_role(session: Session, *, actor: User, user_id: int, role: Role) -> User
     user.role = role
     session.commit()
     return user
+
+
+def set_quota(session: Session, *, user_id: int, max_queued_images: int | None) -> User:
+    """Raise (or cut) one artist's quota of unfinished images; None returns them to STUDIO_MAX_QUEUED_PER_USER."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    user.max_queued_images = max_queued_images
+    session.commit()
+    return user

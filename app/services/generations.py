@@ -153,16 +153,21 @@ def unfinished_images(session: Session, *, owner: User) -> int:
 
 
 def check_quota(session: Session, *, owner: User, adding: int) -> None:
-    """Refuse (429) a job that would take ``owner`` past the session's quota of unfinished images."""
-    limit = session.info.get(QUOTA_KEY)
-    if limit is None:
+    """Refuse (429) a job that would take ``owner`` past their quota of unfinished images.
+
+    The quota is the session's (STUDIO_MAX_QUEUED_PER_USER, from the Submitter) unless an admin set
+    one for this artist; sessions without a quota enqueue freely.
+    """
+    if session.info.get(QUOTA_KEY) is None:
         return
+    limit = owner.max_queued_images if owner.max_queued_images is not None else session.info[QUOTA_KEY]
     waiting = unfinished_images(session, owner=owner)
     if waiting + adding > limit:
         already = f"{waiting} of your images are" if waiting != 1 else "1 of your images is"
         raise RateLimited(
             f"{already} waiting or being painted, and at most {limit} may wait at once; this asks for "
-            f"{adding} more. Wait for some to finish, or cancel some, then submit again",
+            f"{adding} more. Wait for some to finish, or cancel some, then submit again (an admin can raise "
+            "your limit)",
             retry_after=QUOTA_RETRY_AFTER_S,
         )
 

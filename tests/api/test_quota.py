@@ -102,3 +102,25 @@ def test_the_quota_is_per_artist_and_only_on_submitted_sessions(
     session.rollback()
     generations.enqueue(session, owner=bob, new=_new(n_images=8))
     assert generations.unfinished_images(session, owner=bob) == 8
+
+
+def test_an_admin_raises_and_resets_one_artists_quota(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(start_workers=False, max_queued_per_user=2)  # local mode: the local artist is an admin
+    me = client.get("/api/auth/me").json()["id"]
+    assert client.post("/api/generate/prompt", json={**JOB, "n_images": 2}).status_code == 202
+    assert client.post("/api/generate/prompt", json=JOB).status_code == 429
+
+    raised = client.patch(f"/api/admin/users/{me}", json={"max_queued_images": 5})
+
+    assert raised.status_code == 200 and raised.json()["max_queued_images"] == 5
+    assert raised.json()["role"] == "admin", "the role is left as it was"
+    assert client.post("/api/generate/prompt", json={**JOB, "n_images": 3}).status_code == 202
+    refused = client.post("/api/generate/prompt", json=JOB)
+    assert refused.status_code == 429 and "at most 5" in refused.json()["detail"]
+
+    reset = client.patch(f"/api/admin/users/{me}", json={"max_queued_images": None})
+    assert reset.status_code == 200 and reset.json()["max_queued_images"] is None
+    assert "at most 2" in client.post("/api/generate/prompt", json=JOB).json()["detail"]
+    assert client.patch(f"/api/admin/users/{me}", json={"max_queued_images": 0}).status_code == 422
+    refused_role = client.patch(f"/api/admin/users/{me}", json={"role": "artist"})
+    assert refused_role.status_code == 422 and "from yourself" in refused_role.json()["detail"]
