@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # "*.example.org" any subdomain. Empty: the loopback names when bound to loopback; bound
     # elsewhere it must be set (a page on another origin can point its own name at this server).
     allowed_hosts: str = ""
+    # The address people reach the studio at, e.g. https://studio.example.org; when it is https,
+    # cookies are sent only over https (as they are for any request that arrived over https).
+    public_url: str = ""
     # Rate limits (the ``limits`` library's notation): failed logins per username and per
     # address, and new accounts per address.
     login_failure_limit: str = "10 per 15 minutes"

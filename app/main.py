@@ -37,7 +37,12 @@ from app.deps import ApiCsrf, LoginRequired
 from app.engine.catalog import ModelCatalog, ModelNotFound
 from app.gate import LoginGateMiddleware
 from app.http.limits import AttemptLimiter
-from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, TrustedHostMiddleware
+from app.middleware import (
+    BodyLimitMiddleware,
+    SecureCookiesMiddleware,
+    SecurityHeadersMiddleware,
+    TrustedHostMiddleware,
+)
 from app.services.errors import InvalidInput, RateLimited, StudioError
 from app.services.storage import ImageStore
 from app.web import accounts as accounts_pages
@@ -195,6 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Added before SessionMiddleware, so it runs inside it and can read the session.
         app.add_middleware(LoginGateMiddleware)
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, same_site="lax", https_only=False)
+    app.add_middleware(SecureCookiesMiddleware, always=settings.public_url.lower().startswith("https://"))
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     # Added last, so it runs first: a foreign Host header (DNS rebinding) is answered before anything.

@@ -63,6 +63,35 @@ class TrustedHostMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+class SecureCookiesMiddleware:
+    """Marks every cookie ``Secure`` when the studio is public over https or the request came over https.
+
+    A request that reached a TLS-terminating proxy arrives here with scheme https when uvicorn
+    trusts that proxy (``--forwarded-allow-ips``); a cookie set on it must never travel in clear.
+    """
+
+    def __init__(self, app: ASGIApp, always: bool) -> None:
+        self.app = app
+        self.always = always
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not (self.always or scope.get("scheme") == "https"):
+            await self.app(scope, receive, send)
+            return
+
+        async def secure(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (name, value + b"; secure")
+                    if name.lower() == b"set-cookie" and b"; secure" not in value.lower()
+                    else (name, value)
+                    for name, value in message.get("headers", [])
+                ]
+            await send(message)
+
+        await self.app(scope, receive, secure)
+
+
 class BodyTooLarge(Exception):
     pass
 
