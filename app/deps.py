@@ -65,7 +65,6 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
 # The former name, kept while routes still ask for it: the web side only ever needed the catalog.
-RegistryDep = CatalogDep
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
 DispatchDep = Annotated[Callable[[int], None], Depends(get_dispatch)]

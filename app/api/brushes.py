@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.generations import accepted
-from app.deps import CurrentUser, RegistryDep, SessionDep, SettingsDep, SubmitDep
+from app.deps import CatalogDep, CurrentUser, SessionDep, SettingsDep, SubmitDep
 from app.schemas import GenerationAccepted, InpaintRequest, StyleRequest
 from app.services import compose
 
@@ -17,11 +17,11 @@ def generate_style(
     body: StyleRequest,
     session: SessionDep,
     user: CurrentUser,
-    registry: RegistryDep,
+    catalog: CatalogDep,
     settings: SettingsDep,
     submit: SubmitDep,
 ) -> GenerationAccepted:
-    new = compose.style_generation(session, body, user=user, catalog=registry, default_model=settings.default_model)
+    new = compose.style_generation(session, body, user=user, catalog=catalog, default_model=settings.default_model)
     return accepted(submit(owner=user, new=new))
 
 
@@ -30,11 +30,11 @@ def generate_inpaint(
     body: InpaintRequest,
     session: SessionDep,
     user: CurrentUser,
-    registry: RegistryDep,
+    catalog: CatalogDep,
     settings: SettingsDep,
     submit: SubmitDep,
 ) -> GenerationAccepted:
     new, notes = compose.inpaint_generation(
-        session, body, user=user, catalog=registry, default_model=settings.default_model
+        session, body, user=user, catalog=catalog, default_model=settings.default_model
     )
     return accepted(submit(owner=user, new=new), notes)

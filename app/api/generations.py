@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Annotated
 
@@ -9,51 +10,43 @@ from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode
-from app.deps import BusDep, CurrentUser, RegistryDep, SessionDep, SettingsDep, SubmitDep
+from app.deps import BusDep, CatalogDep, CurrentUser, SessionDep, SettingsDep, SubmitDep
 from app.params import MAX_ID, RowId
-from app.schemas import GenerationAccepted, GenerationOut, GenerationPage, ImageOut, PromptRequest
+from app.schemas import GenerationAccepted, GenerationOut, GenerationPage, PromptRequest
 from app.services import estimates, generations, queue
 from app.services.compose import new_generation
 
 router = APIRouter(tags=["generations"])
 
 
-def generation_out(session: Session, generation: Generation) -> GenerationOut:
-    images = [
-        ImageOut(
-            id=image.id,
-            url=f"/api/images/{image.id}",
-            thumb_url=f"/api/images/{image.id}/thumb",
-            width=image.width,
-            height=image.height,
-        )
-        for image in generation.images
+_UNSET: object = object()
+
+
+def generation_out(
+    session: Session,
+    generation: Generation,
+    *,
+    position: int | None | object = _UNSET,
+    wait_s: float | None | object = _UNSET,
+) -> GenerationOut:
+    """The API's view of a generation; lists pass the queue position and wait computed once per page."""
+    if position is _UNSET:
+        position = queue.queue_position(session, generation)
+    if wait_s is _UNSET:
+        wait_s = estimates.wait_seconds(session, generation, queue_position=position)  # type: ignore[arg-type]
+    out = GenerationOut.model_validate(generation)
+    return out.model_copy(update={"queue_position": position, "estimated_wait_s": wait_s})
+
+
+def page_out(session: Session, items: Sequence[Generation]) -> list[GenerationOut]:
+    """A page of generations; the queue positions and waits of its queued ones are computed once."""
+    waits = estimates.queue_waits(session, items)
+    return [
+        generation_out(session, item, position=wait.position, wait_s=wait.seconds)
+        if (wait := waits.get(item.id)) is not None
+        else generation_out(session, item, position=None, wait_s=None)
+        for item in items
     ]
-    position = queue.queue_position(session, generation)
-    return GenerationOut(
-        id=generation.id,
-        status=generation.status.value,
-        mode=generation.mode.value,
-        prompt=generation.prompt,
-        negative_prompt=generation.negative_prompt,
-        model=generation.model,
-        seed=generation.seed,
-        steps=generation.steps,
-        guidance=generation.guidance,
-        width=generation.width,
-        height=generation.height,
-        n_images=generation.n_images,
-        scheduler=generation.scheduler,
-        strength=generation.strength,
-        parent_id=generation.parent_id,
-        images=images,
-        error=generation.error,
-        queue_position=position,
-        estimated_wait_s=estimates.wait_seconds(session, generation, queue_position=position),
-        created_at=generation.created_at,
-        started_at=generation.started_at,
-        finished_at=generation.finished_at,
-    )
 
 
 def accepted(generation: Generation, notes: list[str] | None = None) -> GenerationAccepted:
@@ -71,11 +64,11 @@ def generate_prompt(
     body: PromptRequest,
     session: SessionDep,
     user: CurrentUser,
-    registry: RegistryDep,
+    catalog: CatalogDep,
     settings: SettingsDep,
     submit: SubmitDep,
 ) -> GenerationAccepted:
-    new = new_generation(body, mode=Mode.TXT2IMG, catalog=registry, default_model=settings.default_model)
+    new = new_generation(body, mode=Mode.TXT2IMG, catalog=catalog, default_model=settings.default_model)
     return accepted(submit(owner=user, new=new))
 
 
@@ -104,7 +97,7 @@ def list_generations(
         since=since,
         until=until,
     )
-    return GenerationPage(items=[generation_out(session, item) for item in items], next_cursor=next_cursor)
+    return GenerationPage(items=page_out(session, items), next_cursor=next_cursor)
 
 
 @router.get("/generations/{generation_id}", response_model=GenerationOut)

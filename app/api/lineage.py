@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from app.api.generations import accepted
 from app.db.models import Mode
-from app.deps import CurrentUser, RegistryDep, SessionDep, SettingsDep, SubmitDep
+from app.deps import CatalogDep, CurrentUser, SessionDep, SettingsDep, SubmitDep
 from app.params import RowId
 from app.schemas import (
     BatchAccepted,
@@ -70,18 +70,18 @@ def vary_generation(
 
 @router.post("/generate/seeds", status_code=202, response_model=BatchAccepted)
 def generate_seed_grid(
-    body: SeedGridRequest, user: CurrentUser, registry: RegistryDep, settings: SettingsDep, submit: SubmitDep
+    body: SeedGridRequest, user: CurrentUser, catalog: CatalogDep, settings: SettingsDep, submit: SubmitDep
 ) -> BatchAccepted:
-    base = new_generation(body, mode=Mode.TXT2IMG, catalog=registry, default_model=settings.default_model)
+    base = new_generation(body, mode=Mode.TXT2IMG, catalog=catalog, default_model=settings.default_model)
     batch, cells = submit.through(explore.seed_grid, owner=user, base=base, count=body.count)
     return BatchAccepted(batch=batch, ids=[cell.id for cell in cells], url=f"/batches/{batch}")
 
 
 @router.post("/generate/matrix", status_code=202, response_model=BatchAccepted)
 def generate_prompt_matrix(
-    body: PromptMatrixRequest, user: CurrentUser, registry: RegistryDep, settings: SettingsDep, submit: SubmitDep
+    body: PromptMatrixRequest, user: CurrentUser, catalog: CatalogDep, settings: SettingsDep, submit: SubmitDep
 ) -> BatchAccepted:
-    base = new_generation(body, mode=Mode.TXT2IMG, catalog=registry, default_model=settings.default_model)
+    base = new_generation(body, mode=Mode.TXT2IMG, catalog=catalog, default_model=settings.default_model)
     batch, cells = submit.through(
         explore.prompt_matrix, owner=user, base=base, replace_text=body.replace, alternatives=body.alternatives
     )

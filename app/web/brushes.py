@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app.deps import CurrentUser, FormCsrf, RegistryDep, SessionDep, SettingsDep, SubmitDep, TemplatesDep
+from app.deps import CatalogDep, CurrentUser, FormCsrf, SessionDep, SettingsDep, SubmitDep, TemplatesDep
 from app.http.csrf import csrf_token
 from app.params import RowId
 from app.schemas import InpaintRequest
@@ -27,7 +27,7 @@ def inpaint_editor(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    registry: RegistryDep,
+    catalog: CatalogDep,
     settings: SettingsDep,
     templates: TemplatesDep,
 ) -> HTMLResponse:
@@ -38,7 +38,7 @@ def inpaint_editor(
         "user": user,
         "image": image,
         "source": source,
-        "models": model_names(registry),
+        "models": model_names(catalog),
         "default_model": settings.default_model,
         "strength": InpaintRequest.model_fields["strength"].default,
         "mask_blur": InpaintRequest.model_fields["mask_blur"].default,
@@ -57,7 +57,7 @@ def generate_style(
     style: StyleFormFields,
     session: SessionDep,
     user: CurrentUser,
-    registry: RegistryDep,
+    catalog: CatalogDep,
     settings: SettingsDep,
     submit: SubmitDep,
     templates: TemplatesDep,
@@ -68,5 +68,5 @@ def generate_style(
     form gets the errors fragment (htmx) or the studio again with what was typed and chosen.
     """
     body = parse_style_form(fields, style)
-    new = compose.style_generation(session, body, user=user, catalog=registry, default_model=settings.default_model)
+    new = compose.style_generation(session, body, user=user, catalog=catalog, default_model=settings.default_model)
     return form_accepted(request, templates, session, submit(owner=user, new=new))

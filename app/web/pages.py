@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode, User
-from app.deps import CurrentUser, FormCsrf, RegistryDep, SessionDep, SettingsDep, TemplatesDep
+from app.deps import CatalogDep, CurrentUser, FormCsrf, SessionDep, SettingsDep, TemplatesDep
 from app.engine.catalog import ModelCatalog
 from app.http.csrf import csrf_token
 from app.params import MAX_ID, RowId, parse_row_id
@@ -36,8 +36,8 @@ HISTORY_PAGE = 24
 MODES = [item.value for item in Mode]
 
 
-def model_names(registry: ModelCatalog) -> list[str]:
-    return [spec.name for spec in registry.list()]
+def model_names(catalog: ModelCatalog) -> list[str]:
+    return [spec.name for spec in catalog.list()]
 
 
 def render_studio(
@@ -46,7 +46,7 @@ def render_studio(
     *,
     session: Session,
     user: User,
-    registry: ModelCatalog,
+    catalog: ModelCatalog,
     default_model: str,
     form: StudioForm,
     error: str | None = None,
@@ -65,7 +65,7 @@ def render_studio(
         "user": user,
         "form": form,
         "error": error,
-        "models": model_names(registry),
+        "models": model_names(catalog),
         "default_model": default_model,
         "schedulers": SCHEDULERS,
         "recent": recent,
@@ -93,7 +93,7 @@ def studio_again(refusal: Refusal) -> Response:
         refusal.templates,
         session=refusal.session,
         user=refusal.user,
-        registry=refusal.catalog,
+        catalog=refusal.catalog,
         default_model=refusal.settings.default_model,
         form=StudioForm.submitted(refusal.fields),
         error=refusal.error.message,
@@ -122,7 +122,7 @@ def studio(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    registry: RegistryDep,
+    catalog: CatalogDep,
     settings: SettingsDep,
     templates: TemplatesDep,
     refine: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
@@ -137,7 +137,7 @@ def studio(
         templates,
         session=session,
         user=user,
-        registry=registry,
+        catalog=catalog,
         default_model=settings.default_model,
         form=form,
         style_refs=visible_references(session, user=user, image_ids=style or []),
@@ -245,14 +245,14 @@ def history(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    registry: RegistryDep,
+    catalog: CatalogDep,
     templates: TemplatesDep,
     query: HistoryQueryDep,
 ) -> HTMLResponse:
     context = history_context(session, user=user, query=query)
     context.update(
         user=user,
-        models=model_names(registry),
+        models=model_names(catalog),
         modes=MODES,
         csrf_token=csrf_token(request),
         active="history",

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode
-from app.deps import BusDep, CurrentUser, FormCsrf, RegistryDep, SessionDep, SettingsDep, SubmitDep, TemplatesDep
+from app.deps import BusDep, CatalogDep, CurrentUser, FormCsrf, SessionDep, SettingsDep, SubmitDep, TemplatesDep
 from app.http.csrf import csrf_token
 from app.params import RowId
 from app.services import estimates, generations, queue
@@ -49,7 +49,7 @@ def generate(
     fields: FormFields,
     session: SessionDep,
     user: CurrentUser,
-    registry: RegistryDep,
+    catalog: CatalogDep,
     settings: SettingsDep,
     submit: SubmitDep,
     templates: TemplatesDep,
@@ -61,7 +61,7 @@ def generate(
     redirect to the generation's page, or the studio page again with the error and what was typed.
     """
     body = parse_prompt_form(fields)
-    new = new_generation(body, mode=Mode.TXT2IMG, catalog=registry, default_model=settings.default_model)
+    new = new_generation(body, mode=Mode.TXT2IMG, catalog=catalog, default_model=settings.default_model)
     return form_accepted(request, templates, session, submit(owner=user, new=new))
 
 
