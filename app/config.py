@@ -33,7 +33,15 @@ class Settings(BaseSettings):
     # Empty means: local when bound to loopback, required otherwise.
     auth: Literal["local", "required", ""] = ""
     queue: Literal["embedded", "celery"] = "embedded"
+    # Progress events and cancel signals between processes (scaled mode); keys start with the prefix.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "studio"
+    # Celery's broker (scaled mode). RabbitMQ hands a dead worker's message to another at once;
+    # redis:// works too, redelivering only after the visibility timeout, which must exceed the
+    # longest job or a job still painting gets a second message (harmless: claims are atomic).
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    broker_visibility_timeout_seconds: float = Field(default=6 * 3600.0, gt=0)
+    celery_queue: str = "studio.generations"
     secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
     host: str = "127.0.0.1"
     port: int = 8000
@@ -64,6 +72,12 @@ class Settings(BaseSettings):
     stale_after_seconds: float = 60.0
     max_attempts: int = 3
     poll_seconds: float = 0.5
+    # Scaled mode: a queued job older than this that no broker message covers is dispatched again.
+    redispatch_after_seconds: float = Field(default=30.0, gt=0)
+    # Image files no row references are removed once this old (an upload's row is written after
+    # its file, so a young file may be about to be referenced), checked this often.
+    orphan_grace_seconds: float = Field(default=3600.0, ge=0)
+    cleanup_interval_seconds: float = Field(default=600.0, gt=0)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -298,7 +298,7 @@ def requeue_stale(session: Session, *, stale_after: timedelta, max_attempts: int
             status=Status.FAILED,
             finished_at=utcnow(),
             error=f"the worker stopped responding (no heartbeat for {seconds} s) on each of "
-            f"{max_attempts} attempts; giving up",
+            f"{max_attempts} attempts (the most it tries, STUDIO_MAX_ATTEMPTS); giving up",
         )
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
@@ -312,28 +312,55 @@ def requeue_stale(session: Session, *, stale_after: timedelta, max_attempts: int
     return int(failed) + int(requeued)
 
 
-def requeue_interrupted(session: Session, *, worker_prefix: str) -> int:
-    """On start-up: jobs that were running in this pool's workers go back to the queue."""
+def requeue_interrupted(session: Session, *, worker_prefix: str, max_attempts: int = 3) -> int:
+    """On start-up: jobs that were running in this pool's workers go back to the queue.
+
+    A job interrupted on its last allowed attempt fails instead: a job that crashes the process
+    itself would otherwise crash it again at every start. Both updates re-check the status and
+    the prefix, so they touch disjoint rows. Returns how many rows changed (requeued or failed).
+    """
+    interrupted = (
+        Generation.status == Status.RUNNING,
+        Generation.worker.startswith(worker_prefix, autoescape=True),
+    )
+    failed = session.execute(
+        update(Generation)
+        .where(*interrupted, Generation.attempts >= max_attempts)
+        .values(
+            status=Status.FAILED,
+            finished_at=utcnow(),
+            error=f"the studio stopped while painting this on each of {max_attempts} attempts "
+            "(the most it tries, STUDIO_MAX_ATTEMPTS); giving up, in case the job itself stops it",
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
     requeued = session.execute(
         update(Generation)
-        .where(Generation.status == Status.RUNNING, Generation.worker.startswith(worker_prefix, autoescape=True))
+        .where(*interrupted, Generation.attempts < max_attempts)
         .values(status=Status.QUEUED, worker=None, heartbeat_at=None, started_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     session.commit()
-    return int(requeued)
+    return int(failed) + int(requeued)
 
 
 def release(session: Session, *, generation_id: int, worker: str) -> bool:
     """Give a job back to the queue that this worker stopped running because it is shutting down.
 
     Guarded like ``complete``: only a job still running under this worker is released, so a
-    cancel that landed first stays cancelled. False when the job was no longer ours.
+    cancel that landed first stays cancelled. False when the job was no longer ours. The job did
+    nothing wrong, so the attempt its claim counted is given back: restarts never fail a job.
     """
     stmt = (
         update(Generation)
         .where(*_running_under(generation_id, worker))
-        .values(status=Status.QUEUED, worker=None, heartbeat_at=None, started_at=None)
+        .values(
+            status=Status.QUEUED,
+            worker=None,
+            heartbeat_at=None,
+            started_at=None,
+            attempts=case((Generation.attempts > 0, Generation.attempts - 1), else_=0),
+        )
         .execution_options(synchronize_session=False)
     )
     released = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]

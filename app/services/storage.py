@@ -75,6 +75,28 @@ class ImageStore:
             _write_atomically(thumb, imageio.make_thumbnail(image, max_side=max_side))
         return thumb
 
+    def hashes(self, *, older_than: float) -> list[str]:
+        """The hashes of stored PNGs last written before ``older_than`` (a POSIX time)."""
+        found = []
+        for path in self.root.glob("??/??/*.png"):
+            try:
+                written = path.stat().st_mtime
+            except FileNotFoundError:  # removed meanwhile
+                continue
+            if _SHA256.fullmatch(path.stem) and written < older_than:
+                found.append(path.stem)
+        return found
+
+    def remove(self, sha256: str) -> bool:
+        """Deletes a PNG and its thumbnail; False when there was no such file."""
+        sha256 = self._checked(sha256)
+        (self.root / "thumbs" / sha256[:2] / f"{sha256}.webp").unlink(missing_ok=True)
+        try:
+            self.path(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 

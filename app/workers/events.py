@@ -3,6 +3,11 @@
 Each generation has an ordered list of events; an event's id is its index in that list, so a
 client that reconnects with ``Last-Event-ID`` resumes exactly where it dropped. Embedded mode
 keeps the lists in memory; scaled mode keeps them in Redis lists, shared by every process.
+
+A final status closes a generation's list: whatever is published after it (a worker's last
+progress step racing a cancel, the worker's own "cancelled" after the route's) is dropped, so a
+stream ends with exactly one final status. ``ended`` is also how a worker in another process
+hears a cancel at its next step, before its heartbeat would notice.
 """
 
 from __future__ import annotations
@@ -13,6 +18,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def _is_final(name: str, data: dict[str, Any]) -> bool:
+    return name == "status" and data.get("status") in FINAL_STATUSES
+
 
 @dataclass(frozen=True)
 class Event:
@@ -22,7 +33,13 @@ class Event:
 
 
 class EventBus(Protocol):
-    def publish(self, generation_id: int, name: str, data: dict[str, Any]) -> None: ...
+    def publish(self, generation_id: int, name: str, data: dict[str, Any]) -> None:
+        """Appends an event, unless the generation's list already ended with a final status."""
+        ...
+
+    def ended(self, generation_id: int) -> bool:
+        """Whether a final status was published for the generation (it was cancelled, or it ended)."""
+        ...
 
     def read(self, generation_id: int, after: int = -1) -> list[Event]:
         """Events with an id greater than ``after``, oldest first, without waiting."""
@@ -42,34 +59,61 @@ class MemoryEventBus:
         with self._lock:
             events = self._events.setdefault(generation_id, [])
             self._events.move_to_end(generation_id)
+            if events and _is_final(events[-1].name, events[-1].data):
+                return
             events.append(Event(len(events), name, data))
             while len(self._events) > self._max_generations:
                 self._events.popitem(last=False)
+
+    def ended(self, generation_id: int) -> bool:
+        with self._lock:
+            events = self._events.get(generation_id)
+            return events is not None and bool(events) and _is_final(events[-1].name, events[-1].data)
 
     def read(self, generation_id: int, after: int = -1) -> list[Event]:
         with self._lock:
             return list(self._events.get(generation_id, [])[after + 1 :])
 
 
-class RedisEventBus:
-    """Bus shared by web processes and Celery workers through Redis lists."""
+# Appends unless the list has ended, and marks it ended on a final status, in one atomic step:
+# two processes publishing at once (a route's cancel, a worker's last step) cannot interleave.
+_PUBLISH = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local length = redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] == '1' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[2]) end
+return length
+"""
 
-    def __init__(self, url: str, ttl_seconds: int = 3600) -> None:
+
+class RedisEventBus:
+    """Bus shared by web processes and Celery workers through Redis lists.
+
+    ``prefix`` namespaces the keys, so studios (or test runs) sharing one Redis never read each
+    other's events: generation ids restart at 1 in every new database.
+    """
+
+    def __init__(self, url: str, ttl_seconds: int = 3600, prefix: str = "studio") -> None:
         import redis
 
         self._redis = redis.Redis.from_url(url)
         self._ttl = ttl_seconds
+        self._prefix = prefix
+        self._publish = self._redis.register_script(_PUBLISH)
 
-    @staticmethod
-    def _key(generation_id: int) -> str:
-        return f"studio:events:{generation_id}"
+    def _key(self, generation_id: int) -> str:
+        return f"{self._prefix}:events:{generation_id}"
+
+    def _ended_key(self, generation_id: int) -> str:
+        return f"{self._prefix}:ended:{generation_id}"
 
     def publish(self, generation_id: int, name: str, data: dict[str, Any]) -> None:
-        key = self._key(generation_id)
-        pipe = self._redis.pipeline()
-        pipe.rpush(key, json.dumps({"name": name, "data": data}))
-        pipe.expire(key, self._ttl)
-        pipe.execute()
+        payload = json.dumps({"name": name, "data": data})
+        final = "1" if _is_final(name, data) else "0"
+        self._publish(keys=[self._key(generation_id), self._ended_key(generation_id)], args=[payload, self._ttl, final])
+
+    def ended(self, generation_id: int) -> bool:
+        return bool(self._redis.exists(self._ended_key(generation_id)))
 
     def read(self, generation_id: int, after: int = -1) -> list[Event]:
         raw = self._redis.lrange(self._key(generation_id), after + 1, -1)

@@ -1,7 +1,9 @@
 """Jobs: runs one claimed generation through the engine and stores what it paints.
 
 Shared by the embedded pool and the Celery worker. Files are written before rows are committed,
-so a row never points at a missing file; a job run twice replaces its own outputs.
+so a row never points at a missing file; a job run twice replaces its own outputs. A job that
+was cancelled (or taken from this worker) writes nothing, and outputs it wrote while a cancel
+raced its completion are removed again unless some other row references the same bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from app.config import Settings
 from app.db.models import Generation, Status
 from app.engine.registry import ModelRegistry
 from app.engine.runner import Cancelled, GenerationResult, StepProgress, run
-from app.services import queue
+from app.services import cleanup, queue
 from app.services.metadata import png_text_chunks
 from app.services.storage import ImageStore
 from app.workers.events import EventBus
@@ -46,7 +48,9 @@ def build_job_context(
     """The context a worker runs jobs in, with its own registry of warm pipelines."""
     return JobContext(
         session_factory=session_factory,
-        registry=ModelRegistry(settings.models_dir, cache_size=settings.pipeline_cache_size),
+        registry=ModelRegistry(
+            settings.models_dir, cache_size=settings.pipeline_cache_size, low_vram=settings.low_vram
+        ),
         store=store,
         bus=bus,
         heartbeat_seconds=settings.heartbeat_seconds,
@@ -117,19 +121,33 @@ def execute(
             session.expunge(generation)
 
         with _Heartbeat(context, generation_id, worker) as heartbeat:
-            on_step = _progress_publisher(bus, generation_id, lambda: heartbeat.stop_requested.is_set() or stopping())
+            # Cancelled: the route's final status on the bus (heard at the next step, from any
+            # process) or the heartbeat finding the row no longer ours.
+            def taken() -> bool:
+                return heartbeat.stop_requested.is_set() or bus.ended(generation_id)
+
+            on_step = _progress_publisher(bus, generation_id, lambda: taken() or stopping())
             result = run(context.registry, spec, device=device, on_step=on_step)
-        outputs = _store_outputs(context, generation, result)
-        # The files are written; a database that fails now must not fail the painting, so the
-        # rows are retried like any other outcome (complete() is guarded, so a retry after a
-        # commit that did go through finds the job final and writes nothing).
-        kept = _record(
-            context,
-            generation_id,
-            "outputs",
-            lambda session: queue.complete(session, generation_id=generation_id, worker=worker, outputs=outputs),
-        )
-        status = Status.SUCCEEDED if kept else _current_status(context, generation_id)
+        if taken():
+            # The last step finished as the cancel landed: the job is not ours to record.
+            status = _current_status(context, generation_id)
+        else:
+            outputs = _store_outputs(context, generation, result)
+            # The files are written; a database that fails now must not fail the painting, so the
+            # rows are retried like any other outcome (complete() is guarded, so a retry after a
+            # commit that did go through finds the job final and writes nothing).
+            kept = _record(
+                context,
+                generation_id,
+                "outputs",
+                lambda session: queue.complete(session, generation_id=generation_id, worker=worker, outputs=outputs),
+            )
+            if kept:
+                _restore_missing(context, generation, result, outputs)
+                status = Status.SUCCEEDED
+            else:
+                _discard(context, generation_id, outputs)
+                status = _current_status(context, generation_id)
     except Cancelled:
         if stopping():
             # Cancelled by shutdown, not by the artist or a sweeper: hand the job back.
@@ -188,6 +206,8 @@ def _record(context: JobContext, generation_id: int, what: str, write: Callable[
 
 def _progress_publisher(bus: EventBus, generation_id: int, stop: Callable[[], bool]) -> Callable[[StepProgress], bool]:
     def on_step(progress: StepProgress) -> bool:
+        if stop():  # no progress after a cancel: the stream has already ended
+            return False
         data: dict[str, Any] = {"step": progress.step, "total": progress.total}
         if progress.preview is not None:
             data["preview"] = preview_data_url(progress.preview)
@@ -203,6 +223,29 @@ def _store_outputs(context: JobContext, generation: Generation, result: Generati
         stored = context.store.put_image(image, text_chunks=png_text_chunks(png_parameters(generation, seed, index)))
         outputs.append(queue.OutputImage(sha256=stored.sha256, width=image.width, height=image.height, index=index))
     return outputs
+
+
+def _discard(context: JobContext, generation_id: int, outputs: list[queue.OutputImage]) -> None:
+    """Removes the outputs of a job whose completion was refused (cancelled or requeued meanwhile).
+
+    Only files no row references go: the same bytes may belong to another job. If the database
+    cannot say, the files stay for the periodic clean-up.
+    """
+    try:
+        with context.session_factory() as session:
+            cleanup.remove_unreferenced(session, context.store, sha256s=[output.sha256 for output in outputs])
+    except Exception:
+        logger.exception("could not remove the outputs of generation %s; the clean-up will", generation_id)
+
+
+def _restore_missing(
+    context: JobContext, generation: Generation, result: GenerationResult, outputs: list[queue.OutputImage]
+) -> None:
+    """Writes the outputs again if a clean-up removed identical bytes between our write and commit."""
+    if all(context.store.exists(output.sha256) for output in outputs):
+        return
+    logger.warning("outputs of generation %s were removed before their rows committed; rewriting", generation.id)
+    _store_outputs(context, generation, result)
 
 
 def _current_status(context: JobContext, generation_id: int) -> Status | None:

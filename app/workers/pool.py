@@ -1,5 +1,8 @@
 """Embedded worker pool: one thread per device inside the server process, plus a sweeper.
 
+At start-up the jobs this host's pool left running are requeued, or failed once they used up
+``max_attempts``: a job that crashes the whole process must not crash it at every start.
+
 The pool starts in the background, so the web side answers at once: a start-up thread finds
 the devices and imports the engine (torch, diffusers), then starts a worker thread per device,
 each of which preloads the default model before it claims jobs. Jobs submitted meanwhile wait
@@ -17,7 +20,6 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -129,9 +131,11 @@ class WorkerPool:
     def _requeue_interrupted(self) -> None:
         assert self.context is not None
         with self.context.session_factory() as session:
-            requeued = queue.requeue_interrupted(session, worker_prefix=worker_prefix())
-        if requeued:
-            logger.info("requeued %d interrupted generations", requeued)
+            changed = queue.requeue_interrupted(
+                session, worker_prefix=worker_prefix(), max_attempts=self.settings.max_attempts
+            )
+        if changed:
+            logger.info("requeued (or failed, past their attempts) %d interrupted generations", changed)
 
     def _retrying(self, what: str, action: Callable[[], None]) -> None:
         """Runs ``action`` until it succeeds or the pool stops, backing off after each failure."""
@@ -248,14 +252,6 @@ class WorkerPool:
                 self._stop.wait(delay)
 
     def _sweep(self, context: JobContext) -> None:
-        interval = max(0.05, self.settings.stale_after_seconds / 4)
-        while not self._stop.wait(interval):
-            try:
-                with context.session_factory() as session:
-                    queue.requeue_stale(
-                        session,
-                        stale_after=timedelta(seconds=self.settings.stale_after_seconds),
-                        max_attempts=self.settings.max_attempts,
-                    )
-            except Exception:
-                logger.exception("sweeping stale generations failed; trying again in %.1f s", interval)
+        from app.workers.sweeper import Sweeper
+
+        Sweeper(self.settings, session_factory=context.session_factory, store=context.store).run(self._stop)

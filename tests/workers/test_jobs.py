@@ -1,7 +1,10 @@
-"""Jobs: ``execute`` records every outcome it can and never raises, whatever the database does."""
+"""Jobs: ``execute`` records every outcome it can and never raises, whatever the database does; a
+cancelled job keeps no files and its stream ends with one ``cancelled``."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -10,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Status, User
+from app.services import queue
 from app.workers import jobs
 from app.workers.jobs import JobContext, execute
 from tests.tiny_pipeline import TINY
@@ -63,3 +67,103 @@ def test_execute_records_the_outputs_after_the_database_refused_them_once(
     assert stored is not None
     assert stored.status == Status.SUCCEEDED
     assert len(stored.images) == 1
+
+
+def stored_files(context: JobContext) -> list[str]:
+    return sorted(context.store.hashes(older_than=float("inf")))
+
+
+def cancel_as_the_route_does(session: Session, context: JobContext, generation_id: int, owner: User) -> None:
+    cancelled = queue.cancel(session, generation_id=generation_id, user=owner)
+    context.bus.publish(generation_id, "status", {"status": cancelled.status.value})
+
+
+def test_a_cancelled_running_job_keeps_no_files_and_its_stream_ends_with_one_cancelled(
+    session: Session,
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    job_context: JobContext,
+) -> None:
+    owner = make_user(session)
+    worker = "embedded@test:1:cpu"
+    long_job = make_generation(
+        session, owner=owner, model=TINY, steps=200, status=Status.RUNNING, worker=worker, attempts=1
+    )
+    outcome: list[Status | None] = []
+    runner = threading.Thread(
+        target=lambda: outcome.append(execute(job_context, long_job.id, worker=worker, device="cpu"))
+    )
+    runner.start()
+    for _ in range(2400):  # a generous bound on waiting for the first step
+        if any(event.name == "progress" for event in job_context.bus.read(long_job.id)):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the job never reported progress")
+
+    cancel_as_the_route_does(session, job_context, long_job.id, owner)
+    runner.join(timeout=120)
+
+    assert outcome == [Status.CANCELLED]
+    events = job_context.bus.read(long_job.id)
+    finals = [event for event in events if event.name == "status" and event.data["status"] != "running"]
+    assert [event.data for event in finals] == [{"status": "cancelled"}]
+    assert events[-1] == finals[0]
+    assert stored_files(job_context) == []
+
+
+def test_outputs_written_while_a_cancel_raced_completion_are_removed(
+    session: Session,
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    job_context: JobContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = make_user(session)
+    worker = "embedded@test:1:cpu"
+    real_complete = queue.complete
+    generation = make_generation(
+        session, owner=owner, model=TINY, n_images=2, status=Status.RUNNING, worker=worker, attempts=1
+    )
+
+    def cancelled_just_before(session: Session, **kwargs: object) -> bool:
+        # The files are on disk now; the artist's cancel commits before the worker's rows.
+        cancel_as_the_route_does(session, job_context, generation.id, owner)
+        return real_complete(session, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jobs.queue, "complete", cancelled_just_before)
+    status = execute(job_context, generation.id, worker=worker, device="cpu")
+
+    assert status == Status.CANCELLED
+    assert stored_files(job_context) == []
+    assert [event.data["status"] for event in job_context.bus.read(generation.id) if event.name == "status"] == [
+        "running",
+        "cancelled",
+    ]
+
+
+def test_a_refused_job_leaves_files_that_another_row_references(
+    session: Session,
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    job_context: JobContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = make_user(session)
+    worker = "embedded@test:1:cpu"
+    # Same prompt, seed and model: the same bytes, so one file backs both jobs' images.
+    first = make_generation(session, owner=owner, model=TINY, status=Status.RUNNING, worker=worker, attempts=1)
+    assert execute(job_context, first.id, worker=worker, device="cpu") == Status.SUCCEEDED
+    kept = stored_files(job_context)
+    assert len(kept) == 1
+    twin = make_generation(session, owner=owner, model=TINY, status=Status.RUNNING, worker=worker, attempts=1)
+    real_complete = queue.complete
+
+    def cancelled_just_before(session: Session, **kwargs: object) -> bool:
+        cancel_as_the_route_does(session, job_context, twin.id, owner)
+        return real_complete(session, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jobs.queue, "complete", cancelled_just_before)
+
+    assert execute(job_context, twin.id, worker=worker, device="cpu") == Status.CANCELLED
+    assert stored_files(job_context) == kept

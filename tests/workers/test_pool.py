@@ -333,3 +333,50 @@ def test_problems_name_a_worker_thread_that_died(make_pool: MakePool, monkeypatc
         time.sleep(0.05)
 
     assert pool.problems() == ["the worker-cpu thread is dead; restart the studio (the log says why it stopped)"]
+
+
+def test_an_interrupted_job_on_its_last_attempt_fails_at_start_instead_of_running_again(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    wait_status: WaitStatus,
+) -> None:
+    owner = make_user(session)
+    # Left running by this host at its third start: it may be what crashed the process.
+    crasher = make_generation(
+        session, owner=owner, model=TINY, status=Status.RUNNING, worker=f"{worker_prefix()}999999:cpu", attempts=3
+    )
+    retried = make_generation(
+        session, owner=owner, model=TINY, status=Status.RUNNING, worker=f"{worker_prefix()}999999:cpu", attempts=2
+    )
+
+    make_pool(max_attempts=3)
+    given_up = wait_status(session_factory, crasher.id, FINAL)
+    rerun = wait_status(session_factory, retried.id, FINAL)
+
+    assert given_up.status == Status.FAILED
+    assert given_up.attempts == 3
+    assert given_up.error is not None
+    assert "3 attempts" in given_up.error and "STUDIO_MAX_ATTEMPTS" in given_up.error
+    assert given_up.images == []
+    assert rerun.status == Status.SUCCEEDED, rerun.error
+    assert rerun.attempts == 3
+
+
+def test_a_job_handed_back_at_shutdown_keeps_its_attempts(
+    session: Session, make_user: Callable[..., User], make_generation: Callable[..., Generation]
+) -> None:
+    owner = make_user(session)
+    worker = f"{worker_prefix()}1:cpu"
+    running = make_generation(session, owner=owner, model=TINY, status=Status.RUNNING, worker=worker, attempts=2)
+
+    assert queue.release(session, generation_id=running.id, worker=worker)
+
+    session.expire_all()
+    released = session.get(Generation, running.id)
+    assert released is not None
+    assert released.status == Status.QUEUED
+    # The claim that is undone counted one; a restart costs the job nothing.
+    assert released.attempts == 1
