@@ -3,7 +3,7 @@
 An id of 2^31 or more names no row (the id columns are 32-bit on PostgreSQL, and 2^63 overflows
 SQLite's driver), so the schema refuses it before the database sees it. The route walk covers
 every route the app has, so a new route with an unbounded id fails here. Run this directory with
-STUDIO_DATABASE_URL pointing at PostgreSQL too: there 2^31 was the 500.
+STUDIO_DATABASE_URL pointing at PostgreSQL too (CI does): there 2^31 was the 500.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from app.config import Settings
+from app.main import create_app
 from app.params import MAX_ID, parse_row_id
-from tests.web.conftest import CSRF_INPUT
 
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 OVERSIZED = [2**31, 2**63]
 PATH_PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 # Query parameters that carry a row id.
@@ -40,6 +42,11 @@ def _routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str, API
 
 def _is_id(name: str) -> bool:
     return name == "id" or name.endswith("_id")
+
+
+@pytest.fixture
+def app(api_settings: Settings) -> FastAPI:
+    return create_app(api_settings.model_copy(update={"start_workers": False}))
 
 
 @pytest.fixture
