@@ -142,3 +142,20 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"app.api": {"app.web"}, "app.web": {"app.http"}, "app.http": {"app.api"}}) == [
         ["app.api", "app.http", "app.web"]
     ]
+
+
+# The catalog and the family table read model folders without torch (tests/test_light_imports.py
+# checks that); everything else in the engine loads torch and runs only in workers.
+WEB_SIDE_ENGINE = {"app.engine.catalog", "app.engine.families"}
+
+
+@pytest.mark.parametrize("importer", ["app.api", "app.web", "app.http", "app.services", "app.main", "app.deps"])
+def test_the_web_side_reads_only_the_engine_catalog(importer: str) -> None:
+    broken = [
+        f"{source} imports {target}"
+        for source, targets in sorted(GRAPH.items())
+        if layer(source) == importer
+        for target in sorted(targets)
+        if layer(target) == "app.engine" and target != "app.engine" and target not in WEB_SIDE_ENGINE
+    ]
+    assert not broken, "only the workers run the engine; the web side reads its catalog:\n" + "\n".join(broken)
