@@ -48,9 +48,23 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run a Celery worker for this machine's devices (scaled mode)."""
+    settings = get_settings()
+    if settings.queue != "celery":
+        typer.echo(
+            "not starting: studio worker runs the jobs of scaled mode, and STUDIO_QUEUE is "
+            f"{settings.queue!r}; set STUDIO_QUEUE=celery here and on every web process (in embedded "
+            "mode studio serve runs the jobs itself)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app.db.migrate import upgrade_database
     from app.workers.celery_app import run_worker
 
-    run_worker(get_settings())
+    # A worker may start before any web process on a fresh database: it migrates too (under the
+    # migration lock, so any number of processes may do this at once).
+    upgrade_database(settings.sqlalchemy_url)
+    run_worker(settings)
 
 
 @app.command()

@@ -30,7 +30,7 @@ from app.api import lineage as lineage_api
 from app.api import models as models_api
 from app.api import parameters as parameters_api
 from app.api import sharing as sharing_api
-from app.config import Settings, SettingsError, get_settings
+from app.config import LOOPBACK_HOSTS, Settings, SettingsError, get_settings
 from app.db.migrate import upgrade_database
 from app.db.session import make_engine, make_session_factory
 from app.deps import ApiCsrf, LoginRequired
@@ -120,7 +120,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _make_bus(settings: Settings) -> EventBus:
     if settings.queue == "celery":
-        return RedisEventBus(settings.redis_url)
+        return RedisEventBus(settings.redis_url, prefix=settings.redis_prefix)
     return MemoryEventBus()
 
 
@@ -143,6 +143,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             f"STUDIO_HOST={settings.host} is reachable from other machines, so the studio must know the names it "
             "is reached by: set STUDIO_ALLOWED_HOSTS (for example studio.example.org,192.168.1.20), or '*' to answer "
             "any Host header (a page on another site could then reach it by pointing its own name at this server)"
+        )
+    # Given, not the random one each process makes up: several web processes (scaled mode) must
+    # read each other's login cookies, and a server others reach must not sign everyone out at
+    # every restart.
+    if (settings.queue == "celery" or settings.host not in LOOPBACK_HOSTS) and (
+        "secret_key" not in settings.model_fields_set
+    ):
+        reason = (
+            "STUDIO_QUEUE=celery runs several web processes that must read each other's login sessions"
+            if settings.queue == "celery"
+            else f"STUDIO_HOST={settings.host} is reachable from other machines, and sessions must outlive a restart"
+        )
+        raise SettingsError(
+            f"{reason}, so the studio needs one secret to sign them: set STUDIO_SECRET_KEY to the same long random "
+            "string in every web process (python -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 

@@ -81,6 +81,8 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         auth="local",
         # The test clients send Host: testserver; the studio answers only the names it is told.
         allowed_hosts="127.0.0.1,localhost,::1,testserver",
+        # Given, as a studio bound beyond loopback or scaled must be given it (create_app refuses otherwise).
+        secret_key="tests-sign-their-sessions-with-this",
     )
 
 

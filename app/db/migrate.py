@@ -1,4 +1,11 @@
-"""Schema migrations: bring a database up to the newest Alembic revision, from code."""
+"""Schema migrations: bring a database up to the newest Alembic revision, from code.
+
+Every web process migrates at start, and so do ``studio migrate`` and ``studio worker``; on
+PostgreSQL they may all start at once against a fresh database. Two Alembic runs racing would
+both create ``alembic_version`` (or both run a migration), and one crashes. So the upgrade runs
+under a session-level advisory lock: the first process migrates, the others wait for it and
+then find the schema current, a no-op.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
+
+# The key of the advisory lock migrations take (any fixed 64-bit number; this spells "studiomg").
+MIGRATION_LOCK_KEY = 0x73747564696F6D67
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
@@ -28,4 +39,19 @@ def upgrade_database(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(url), "head")
+    if parsed.get_backend_name() != "postgresql":
+        # SQLite serialises writers itself (a second process waits on the file lock).
+        command.upgrade(alembic_config(url), "head")
+        return
+    # The lock lives on a connection of its own, held while Alembic migrates on another; it is
+    # released by the unlock or, if this process dies, by PostgreSQL when the connection drops.
+    locker = create_engine(url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with locker.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                command.upgrade(alembic_config(url), "head")
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    finally:
+        locker.dispose()
