@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # 2.13.0 is the CPU build kept on disk; a machine with GPUs gets CUDA by installing torch first.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install run test lint format migrate
+.PHONY: install run test lint format migrate screenshots
 
 install:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,15 @@ install:
 run: install
 	$(BIN)/studio serve
 
+# The browser tests drive Debian's Chromium; a fresh machine gets it here instead of skipping them.
 test: install
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 	$(BIN)/python -m pytest -q
+
+# Every page of a furnished studio at 1280 and 390 px wide, as PNGs in build/screenshots.
+screenshots: install
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+	HF_HUB_OFFLINE=1 $(BIN)/python -m tests.e2e.screenshots build/screenshots
 
 lint:
 	$(BIN)/ruff check .

@@ -104,7 +104,8 @@ async def error_page(request: Request, error: StudioError) -> Response:
         return templates.TemplateResponse(
             request,
             "partials/form_errors.html",
-            {"message": error.message},
+            # The field at fault (a FormError's), so the page can show the message next to it.
+            {"message": error.message, "field": getattr(error, "field", None)},
             status_code=422 if render is not None else error.status_code,
             headers={"HX-Retarget": "#form-errors", "HX-Reswap": "innerHTML"},
         )

@@ -65,9 +65,16 @@ class StudioForm:
 
 
 class FormError(StudioError):
-    """A submitted form that cannot become a job; the message says which field to fix and how."""
+    """A submitted form that cannot become a job; the message says which field to fix and how.
+
+    ``field`` names the first field at fault, so the page can show the message next to it.
+    """
 
     status_code = 422
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _describe(error: ValidationError) -> str:
@@ -91,7 +98,9 @@ def parse_prompt_form(fields: Mapping[str, Any]) -> PromptRequest:
     try:
         return PromptRequest.model_validate(values)
     except ValidationError as error:
-        raise FormError(_describe(error)) from error
+        locations = [item.get("loc", ()) for item in error.errors()]
+        field = next((str(loc[0]) for loc in locations if loc and str(loc[0]) in FIELDS), None)
+        raise FormError(_describe(error), field=field) from error
 
 
 async def read_form(request: Request) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from app.deps import CurrentUser, FormCsrf, SubmitDep
 from app.params import RowId, parse_row_id
 from app.services import interpolation
 from app.services.errors import InvalidInput
+from app.web.errors import refused_page
 from app.web.forms import FormFields
+from app.web.pages import generation_again
 
 router = APIRouter(include_in_schema=False, dependencies=[FormCsrf])
 
@@ -34,6 +36,7 @@ def _painting(fields: dict[str, Any]) -> int:
 
 
 @router.post("/partials/generations/{generation_id}/interpolate")
+@refused_page(generation_again)
 def interpolate_form(generation_id: RowId, fields: FormFields, user: CurrentUser, submit: SubmitDep) -> Response:
     """Queue a walk from this generation to the one named in the form, then open the walk's page."""
     walk = submit.through(

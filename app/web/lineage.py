@@ -11,11 +11,13 @@ from sqlalchemy.orm import Session
 from app.db.models import Generation, User
 from app.deps import CurrentUser, FormCsrf, SessionDep, SubmitDep, TemplatesDep
 from app.http.csrf import csrf_token
-from app.params import RowId, parse_row_id
+from app.params import MAX_ID, RowId, parse_row_id
 from app.services import explore, generations, lineage
 from app.services.errors import InvalidInput, NotFound
 from app.services.steps import action_of
+from app.web.errors import refused_page
 from app.web.forms import FormFields
+from app.web.pages import generation_again
 
 router = APIRouter(include_in_schema=False, dependencies=[FormCsrf])
 
@@ -92,13 +94,34 @@ def compare_context(session: Session, *, user: User, ids: list[int]) -> dict[str
     }
 
 
+def render_lineage(
+    request: Request,
+    templates: TemplatesDep,
+    *,
+    session: Session,
+    user: User,
+    generation_id: int,
+    compare_error: str | None = None,
+    ticked: list[str] | None = None,
+) -> HTMLResponse:
+    """The lineage page; with ``compare_error``, its compare form refused, the ticked boxes kept."""
+    tree = lineage.build_lineage(session, generation_id=generation_id, user=user)
+    context = {
+        "user": user,
+        "tree": tree,
+        "compare_error": compare_error,
+        "ticked": {part.strip() for value in ticked or [] for part in value.split(",")},
+        "csrf_token": csrf_token(request),
+        "active": "",
+    }
+    return templates.TemplateResponse(request, "pages/lineage.html", context)
+
+
 @router.get("/generations/{generation_id}/lineage", response_class=HTMLResponse)
 def lineage_page(
     generation_id: RowId, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
 ) -> HTMLResponse:
-    tree = lineage.build_lineage(session, generation_id=generation_id, user=user)
-    context = {"user": user, "tree": tree, "csrf_token": csrf_token(request), "active": ""}
-    return templates.TemplateResponse(request, "pages/lineage.html", context)
+    return render_lineage(request, templates, session=session, user=user, generation_id=generation_id)
 
 
 @router.get("/compare", response_class=HTMLResponse)
@@ -108,9 +131,22 @@ def compare_page(
     user: CurrentUser,
     templates: TemplatesDep,
     ids: Annotated[list[str], Query(max_length=200)] = [],  # noqa: B006 - FastAPI copies query defaults
+    from_: Annotated[int | None, Query(alias="from", ge=1, le=MAX_ID)] = None,
 ) -> HTMLResponse:
-    """2 to 4 generations side by side; a missing, unseen or wrong number of ids answers 404."""
-    context = compare_context(session, user=user, ids=parse_ids(ids))
+    """2 to 4 generations side by side; a missing, unseen or wrong number of ids answers 404.
+
+    Sent from a lineage page (``from``), a wrong number of ticks answers that page again with the
+    message by its Compare button, as it was ticked.
+    """
+    try:
+        picked = parse_ids(ids)
+    except NotFound as error:
+        if from_ is None:
+            raise
+        return render_lineage(
+            request, templates, session=session, user=user, generation_id=from_, compare_error=error.message, ticked=ids
+        )
+    context = compare_context(session, user=user, ids=picked)
     context.update(user=user, csrf_token=csrf_token(request), active="")
     return templates.TemplateResponse(request, "pages/compare.html", context)
 
@@ -136,6 +172,7 @@ def batch_page(
 
 
 @router.post("/partials/generations/{generation_id}/vary")
+@refused_page(generation_again)
 def vary_form(generation_id: RowId, user: CurrentUser, submit: SubmitDep) -> Response:
     """The generation page's Vary button: a new seed, then the new generation's page."""
     generation = submit.through(explore.vary, owner=user, generation_id=generation_id)
@@ -143,6 +180,7 @@ def vary_form(generation_id: RowId, user: CurrentUser, submit: SubmitDep) -> Res
 
 
 @router.post("/partials/generations/{generation_id}/grid")
+@refused_page(generation_again)
 def grid_form(
     generation_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser, submit: SubmitDep
 ) -> Response:

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Mode, User
@@ -18,6 +19,7 @@ from app.http.csrf import csrf_token
 from app.params import MAX_ID, RowId, parse_row_id
 from app.services import estimates, feedback, generations, queue, sharing
 from app.services.errors import NotFound
+from app.services.steps import action_of
 from app.web.brush_forms import (
     DEFAULT_STYLE_STRENGTH,
     MAX_REFERENCES,
@@ -144,27 +146,89 @@ def studio(
     )
 
 
-@router.get("/generations/{generation_id}", response_class=HTMLResponse)
-def generation_page(
-    generation_id: RowId, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
+# How a page's header names the step that made a generation from its parent.
+STEP_WORDS: dict[str, str] = {
+    "refine": "Refines",
+    "vary": "A variation of",
+    "remix": "Remixes",
+    "inpaint": "Inpainted from",
+    "style": "Restyled from",
+    "interpolate": "Interpolated from",
+}
+# The generation page's explore forms, by the name a refusal is shown next to.
+EXPLORE_FORMS = ("seeds", "matrix", "interpolate")
+
+
+def render_generation(
+    request: Request,
+    templates: Jinja2Templates,
+    *,
+    session: Session,
+    user: User,
+    generation_id: int,
+    refused_form: str | None = None,
+    error: str | None = None,
+    typed: dict[str, str] | None = None,
+    status_code: int = 200,
 ) -> HTMLResponse:
+    """A generation's page; with ``error``, one of its forms refused, shown as typed with the message next to it.
+
+    ``refused_form`` is one of EXPLORE_FORMS; any other refusal (a Vary) is shown under the header.
+    """
     generation = generations.get_visible(session, generation_id=generation_id, user=user)
     parent = visible_or_none(session, generation.parent_id, user=user)
     is_owner = generation.user_id == user.id
+    action = action_of(generation)
     context = {
         "user": user,
         "generation": generation,
         "images": generation.images,
         "parent": parent,
+        "step_words": STEP_WORDS.get(action.value if action else "refine", "Refines"),
         "my_feedback": feedback.for_user(session, user=user, image_ids=[image.id for image in generation.images]),
         "is_owner": is_owner,
         "links": sharing.links_for(session, generation=generation) if is_owner else [],
         "base_url": str(request.base_url).rstrip("/"),
         "queue_position": queue.queue_position(session, generation),
+        "refused_form": refused_form if refused_form in EXPLORE_FORMS else ("page" if error else None),
+        "form_error": error,
+        "typed": typed or {},
         "csrf_token": csrf_token(request),
         "active": "",
     }
-    return templates.TemplateResponse(request, "pages/generation.html", context)
+    return templates.TemplateResponse(request, "pages/generation.html", context, status_code=status_code)
+
+
+def generation_again(refusal: Refusal) -> Response:
+    """A form of a generation's page refused: the page again, the form as typed, the message next to it."""
+    generation_id = parse_row_id(refusal.request.path_params.get("generation_id"))
+    if refusal.user is None or generation_id is None:
+        return refusal.plain_page()
+    path = refusal.request.url.path
+    name = "interpolate" if path.endswith("/interpolate") else str(refusal.fields.get("kind") or "seeds")
+    if path.endswith("/vary"):
+        name = "page"
+    try:
+        return render_generation(
+            refusal.request,
+            refusal.templates,
+            session=refusal.session,
+            user=refusal.user,
+            generation_id=generation_id,
+            refused_form=name,
+            error=refusal.error.message,
+            typed=refusal.fields,
+            status_code=refusal.error.status_code,
+        )
+    except NotFound:
+        return refusal.plain_page()
+
+
+@router.get("/generations/{generation_id}", response_class=HTMLResponse)
+def generation_page(
+    generation_id: RowId, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
+) -> HTMLResponse:
+    return render_generation(request, templates, session=session, user=user, generation_id=generation_id)
 
 
 def _day(value: str | None) -> date | None:

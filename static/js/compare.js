@@ -45,3 +45,23 @@
     document.querySelectorAll("[data-compare]").forEach(setup);
   });
 })();
+
+/* A lineage page's Compare selected: two to four ticks, else the message by the button, in place. */
+(function () {
+  "use strict";
+
+  var MIN = 2;
+  var MAX = 4;
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-compare-picks")) return;
+    var ticked = document.querySelectorAll('input[name=ids][form="' + form.id + '"]:checked').length;
+    if (ticked >= MIN && ticked <= MAX) return;
+    event.preventDefault();
+    var message = form.querySelector("[data-role=compare-error]");
+    message.textContent = "Tick " + MIN + " to " + MAX + " paintings to compare (" + ticked + " ticked).";
+    message.hidden = false;
+    message.focus();
+  });
+})();

@@ -1,18 +1,6 @@
-// Galleries: the lightbox, dialogs opened by buttons, copy-to-clipboard, and confirm-before-submit.
+// Galleries: dialogs opened by buttons, copy-to-clipboard, and confirm-before-submit.
 (function () {
   "use strict";
-
-  function openLightbox(link) {
-    var box = document.getElementById("lightbox");
-    if (!box || typeof box.showModal !== "function") return false;
-    var image = box.querySelector(".lightbox-image");
-    var caption = box.querySelector(".lightbox-caption");
-    image.src = link.getAttribute("data-lightbox");
-    image.alt = link.getAttribute("data-caption") || "Painting";
-    caption.textContent = link.getAttribute("data-caption") || "";
-    box.showModal();
-    return true;
-  }
 
   function copy(button) {
     var field = document.getElementById(button.getAttribute("data-copy"));
@@ -33,11 +21,6 @@
   document.addEventListener("click", function (event) {
     var target = event.target instanceof Element ? event.target : null;
     if (!target) return;
-    var link = target.closest("[data-lightbox]");
-    if (link && !event.ctrlKey && !event.metaKey && !event.shiftKey && openLightbox(link)) {
-      event.preventDefault();
-      return;
-    }
     var opener = target.closest("[data-open-dialog]");
     if (opener) {
       var dialog = document.getElementById(opener.getAttribute("data-open-dialog"));
@@ -46,8 +29,6 @@
     }
     var copier = target.closest("[data-copy]");
     if (copier) copy(copier);
-    var box = document.getElementById("lightbox");
-    if (box && target === box) box.close();
   });
 
   document.addEventListener("submit", function (event) {

@@ -38,6 +38,7 @@
     var bar = card.querySelector("progress");
     var step = card.querySelector("[data-role=step]");
     var preview = card.querySelector("img.job-preview");
+    var placeholder = card.querySelector("[data-role=placeholder-text]");
     var source = new EventSource(url);
     var finished = false;
     streams.set(card, source);
@@ -50,6 +51,7 @@
         bar.value = data.step;
       }
       if (step) step.textContent = "Step " + data.step + " of " + data.total;
+      if (placeholder) placeholder.textContent = "Painting: step " + data.step + " of " + data.total;
       if (data.preview && preview) {
         preview.src = data.preview;
         preview.hidden = false;
@@ -60,7 +62,10 @@
     source.addEventListener("status", function (event) {
       var status = JSON.parse(event.data).status;
       setStatus(card, status);
-      if (status === "running" && step && bar && bar.value === 0) step.textContent = "Painting…";
+      if (status === "running" && step && bar && bar.value === 0) {
+        step.textContent = "Painting: step 0 of " + bar.max;
+        if (placeholder) placeholder.textContent = "Painting: step 0 of " + bar.max;
+      }
       if (FINAL.indexOf(status) !== -1) {
         finished = true;
         source.close();

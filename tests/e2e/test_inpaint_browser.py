@@ -7,15 +7,14 @@ built here under the name studio-tiny, so the test always runs.
 from __future__ import annotations
 
 import io
-import json
 import re
 import time
-import urllib.request
-from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.e2e.conftest import Artist, check_page
 
 pytestmark = pytest.mark.slow
 
@@ -23,68 +22,47 @@ MODEL = "studio-tiny"
 SIDE = 64
 
 
-@pytest.fixture
-def server(live_server: str) -> str:
-    """The studio with its embedded worker, painting with MODEL (see tests/e2e/conftest.py)."""
-    return live_server
+def fetch_image(artist: Artist, image_id: int) -> Image.Image:
+    image = Image.open(io.BytesIO(artist.page.request.get(f"{artist.url}/api/images/{image_id}").body()))
+    image.load()
+    return image
 
 
-def api(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """A call as a script makes it (no Origin header, so the local artist needs no CSRF token)."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def wait_final(base: str, generation_id: int, timeout: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        generation: dict[str, Any] = api(base, f"/api/generations/{generation_id}")
-        if generation["status"] in ("succeeded", "failed", "cancelled"):
-            return generation
-        time.sleep(0.2)
-    pytest.fail(f"generation {generation_id} did not finish within {timeout} s")
-
-
-def fetch_image(base: str, image_id: int) -> Image.Image:
-    with urllib.request.urlopen(f"{base}/api/images/{image_id}", timeout=30) as response:
-        image = Image.open(io.BytesIO(response.read()))
-        image.load()
-        return image
-
-
-def test_painting_a_mask_in_the_editor_repaints_the_image(server: str, browser_page: Any) -> None:
+def test_painting_a_mask_in_the_editor_repaints_the_image(artist: Artist) -> None:
+    server = artist.url
     # 1. a painting to inpaint, made through the API
-    accepted = api(
-        server,
-        "/api/generate/prompt",
-        {"prompt": "a red barn under a blue sky", "seed": 7, "steps": 4, "width": SIDE, "height": SIDE},
-    )
-    source = wait_final(server, accepted["id"])
+    source = artist.paint("a red barn under a blue sky", seed=7, steps=4, width=SIDE, height=SIDE)
     assert source["status"] == "succeeded", source
     image_id = source["images"][0]["id"]
 
-    page = browser_page
-    console_errors: list[str] = []
-    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    page = artist.page
 
     # 2. the editor, from the painting's own page
     page.goto(f"{server}/generations/{source['id']}")
     page.click(f'a[href="/images/{image_id}/inpaint"]')
+    check_page(page)
     canvas = page.locator("canvas.mask-canvas")
     canvas.wait_for(state="visible", timeout=15_000)
     box = canvas.bounding_box()
     assert box and box["width"] > 0
 
-    # 3. a stroke with the mouse across the middle of the image, at brush size 8
+    # 3. a stroke across the middle of the image at brush size 8: with the mouse on a laptop, a
+    # finger on a phone
     page.locator("[data-role=brush-size]").fill("8")
     top = box["y"] + box["height"] * 0.5
-    page.mouse.move(box["x"] + box["width"] * 0.2, top)
-    page.mouse.down()
-    for step in range(1, 11):
-        page.mouse.move(box["x"] + box["width"] * (0.2 + 0.06 * step), top, steps=2)
-    page.mouse.up()
+    xs = [box["x"] + box["width"] * (0.2 + 0.06 * step) for step in range(11)]
+    if artist.phone:
+        touch = page.context.new_cdp_session(page)
+        for index, x in enumerate(xs):
+            kind = "touchStart" if index == 0 else "touchMove"
+            touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": top}]})
+        touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    else:
+        page.mouse.move(xs[0], top)
+        page.mouse.down()
+        for x in xs[1:]:
+            page.mouse.move(x, top, steps=2)
+        page.mouse.up()
     status = page.locator("[data-role=mask-status]")
     assert status.inner_text().startswith("Repainting"), status.inner_text()
 
@@ -105,16 +83,15 @@ def test_painting_a_mask_in_the_editor_repaints_the_image(server: str, browser_p
         time.sleep(0.1)
     assert image.evaluate("img => img.naturalWidth") > 0
 
-    inpainted = wait_final(server, new_id)
+    inpainted = artist.wait(new_id)
     assert inpainted["status"] == "succeeded", inpainted
     assert inpainted["mode"] == "inpaint"
     assert inpainted["parent_id"] == source["id"]
     assert (inpainted["width"], inpainted["height"]) == (SIDE, SIDE)
 
     # The painted band changed; the rows far from the stroke were kept as they were.
-    before = np.asarray(fetch_image(server, image_id).convert("RGB"), dtype=np.int16)
-    after = np.asarray(fetch_image(server, inpainted["images"][0]["id"]).convert("RGB"), dtype=np.int16)
+    before = np.asarray(fetch_image(artist, image_id).convert("RGB"), dtype=np.int16)
+    after = np.asarray(fetch_image(artist, inpainted["images"][0]["id"]).convert("RGB"), dtype=np.int16)
     band = slice(SIDE // 2 - 2, SIDE // 2 + 2), slice(SIDE // 4, SIDE * 3 // 4)
     assert np.abs(after[band] - before[band]).mean() > 1
     assert np.abs(after[:12] - before[:12]).max() <= 2
-    assert not [text for text in console_errors if "Content Security Policy" in text], console_errors

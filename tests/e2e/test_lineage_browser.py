@@ -11,6 +11,8 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from tests.e2e.conftest import Artist
+
 pytestmark = pytest.mark.slow
 
 
@@ -30,20 +32,20 @@ def paint_from_the_form(page: Any, prompt: str) -> int:
     return int(match.group(1))
 
 
-def test_refining_twice_from_the_studio_shows_a_three_node_lineage(live_server: str, browser_page: Any) -> None:
-    page = browser_page
-    page.goto(live_server + "/")
+def test_refining_twice_from_the_studio_shows_a_three_node_lineage(artist: Artist) -> None:
+    page = artist.page
+    page.goto(artist.url + "/")
     page.fill("#seed", "7")
     first = paint_from_the_form(page, "a red barn under a blue sky")
 
-    page.goto(f"{live_server}/?refine={first}")
+    page.goto(f"{artist.url}/?refine={first}")
     assert page.input_value("#seed") == "7"
     second = paint_from_the_form(page, "a red barn under a stormy sky")
 
-    page.goto(f"{live_server}/?refine={second}")
+    page.goto(f"{artist.url}/?refine={second}")
     third = paint_from_the_form(page, "a red barn under a stormy sky at dusk")
 
-    page.goto(f"{live_server}/generations/{third}")
+    page.goto(f"{artist.url}/generations/{third}")
     page.click(f'a[href="/generations/{third}/lineage"]')
     nodes = page.locator(".lineage-node")
     assert nodes.count() == 3
@@ -85,11 +87,9 @@ def load_png(page: Any, path: Path) -> str:
     return str(status.inner_text())
 
 
-def test_a_studio_png_and_an_a1111_png_load_back_into_the_form(
-    live_server: str, browser_page: Any, tmp_path: Path
-) -> None:
-    page = browser_page
-    page.goto(live_server + "/")
+def test_a_studio_png_and_an_a1111_png_load_back_into_the_form(artist: Artist, tmp_path: Path) -> None:
+    page = artist.page
+    page.goto(artist.url + "/")
     page.fill("#seed", "4242")
     page.fill("#negative_prompt", "blurry")
     page.fill("#guidance", "6.5")
@@ -97,9 +97,9 @@ def test_a_studio_png_and_an_a1111_png_load_back_into_the_form(
     painted = paint_from_the_form(page, "a windmill in a tulip field")
     image_url = page.locator(f"#job-{painted} img.job-image").first.get_attribute("src")
     ours = tmp_path / "ours.png"
-    ours.write_bytes(page.request.get(live_server + str(image_url)).body())
+    ours.write_bytes(page.request.get(artist.url + str(image_url)).body())
 
-    page.goto(live_server + "/")
+    page.goto(artist.url + "/")
     assert load_png(page, ours) == "Loaded the parameters of a studio PNG."
     assert page.input_value("#prompt") == "a windmill in a tulip field"
     assert page.input_value("#negative_prompt") == "blurry"

@@ -96,7 +96,7 @@ def test_gallery_page_builds_shares_and_downloads_a_gallery(
     page = alice.get(path).text
     assert_csp_clean(page)
     assert "Barns &lt;b&gt;" in page and "dawn" in page
-    assert 'id="lightbox"' in page and "data-lightbox=" in page and 'id="share-dialog"' in page
+    assert "data-view=" in page and 'id="share-dialog"' in page
     assert page.index(f"item-{second.id}") < page.index(f"item-{first.id}"), "moved up"
     assert 'aria-label="Rate 5 of 5"' in page
 
