@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     start_workers: bool = True
     preload_default_model: bool = True
     pipeline_cache_size: int = 2
+    # On CUDA: keep weights in CPU memory and move each component onto the GPU while it runs.
+    low_vram: bool = False
     heartbeat_seconds: float = 2.0
     stale_after_seconds: float = 60.0
     max_attempts: int = 3

@@ -129,17 +129,41 @@ class UploadOut(BaseModel):
     height: int
 
 
+class ModelCapabilities(BaseModel):
+    """What a model can do through the studio's endpoints (its family's table row and its folder)."""
+
+    txt2img: bool
+    img2img: bool
+    inpaint: bool
+    outpaint: bool
+    style_methods: list[str]
+    lora: bool
+    negative_prompt: bool
+    guidance: Literal["cfg", "distilled", "none"]
+    guidance_min: float
+    guidance_max: float
+    guidance_default: float
+    schedulers: bool
+
+
 class ModelOut(BaseModel):
     name: str
     default: bool
+    # The default size; every side a model paints is a multiple of size_step.
     width: int
     height: int
+    size_step: int
+    family: str
+    family_label: str
     pipeline: str
     inpainting_unet: bool
     ip_adapter: bool
     description: str
+    capabilities: ModelCapabilities
     # What this process's worker pool knows of the model; None where no pool runs here (Celery).
     state: ModelState | None = None
+    # Warm in this process's worker pool (state "ready"); False where no pool runs here.
+    loaded: bool = False
 
 
 class ModelHealth(BaseModel):

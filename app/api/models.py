@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.deps import CatalogDep, SessionDep, SettingsDep
-from app.schemas import Health, ModelHealth, ModelOut
+from app.schemas import Health, ModelCapabilities, ModelHealth, ModelOut
 from app.workers.pool import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -21,20 +22,28 @@ health_router = APIRouter(tags=["health"])
 @router.get("/models", response_model=list[ModelOut])
 def list_models(request: Request, catalog: CatalogDep, settings: SettingsDep) -> list[ModelOut]:
     pool: WorkerPool | None = request.app.state.pool
-    return [
-        ModelOut(
-            name=spec.name,
-            default=spec.name == settings.default_model,
-            width=spec.default_width,
-            height=spec.default_height,
-            pipeline=spec.pipeline_class,
-            inpainting_unet=spec.is_inpainting_model,
-            ip_adapter=spec.has_ip_adapter,
-            description=spec.description,
-            state=pool.model_state(spec.name) if pool is not None else None,
+    models = []
+    for spec in catalog.list():
+        state = pool.model_state(spec.name) if pool is not None else None
+        models.append(
+            ModelOut(
+                name=spec.name,
+                default=spec.name == settings.default_model,
+                width=spec.default_width,
+                height=spec.default_height,
+                size_step=spec.size_step,
+                family=spec.family.name,
+                family_label=spec.family.label,
+                pipeline=spec.pipeline_class,
+                inpainting_unet=spec.is_inpainting_model,
+                ip_adapter=spec.has_ip_adapter,
+                description=spec.description,
+                capabilities=ModelCapabilities(**asdict(spec.capabilities)),
+                state=state,
+                loaded=state == "ready",
+            )
         )
-        for spec in catalog.list()
-    ]
+    return models
 
 
 @health_router.get(

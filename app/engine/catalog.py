@@ -1,9 +1,9 @@
 """Model catalog: the diffusers pipeline folders on disk, read from their configs without loading weights.
 
 A model is a diffusers pipeline folder (``model_index.json``) directly under the models
-directory. Only safetensors weights are accepted: a folder that holds pickle checkpoints
-(``.ckpt``, ``.bin``, ``.pt``, ``.pth``, ``.pkl``) is refused, because unpickling runs arbitrary
-code.
+directory, of a family ``app.engine.families`` knows (UNet or transformer). Only safetensors
+weights are accepted: a folder that holds pickle checkpoints (``.ckpt``, ``.bin``, ``.pt``,
+``.pth``, ``.pkl``) is refused, because unpickling runs arbitrary code.
 
 This module imports neither torch nor diffusers, so the web side and the services can list and
 check models cheaply; loading lives in ``app.engine.registry``, imported only where work runs.
@@ -17,6 +17,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from app.engine.families import Capabilities, Family, UnknownFamily, detect
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,11 @@ class ModelSpec:
     pipeline_class: str
     default_width: int
     default_height: int
+    # The denoiser's input channels (UNet or transformer): 9 is an SD inpainting checkpoint.
     unet_in_channels: int
+    family: Family
+    size_step: int
+    capabilities: Capabilities
     text_encoder_package: str | None = None
     max_tokens: int | None = None
     has_ip_adapter: bool = False
@@ -54,11 +60,11 @@ class ModelSpec:
 
     @property
     def is_inpainting_model(self) -> bool:
-        return self.unet_in_channels == 9
+        return self.family.denoiser == "unet" and self.unet_in_channels == 9
 
     @property
     def is_xl(self) -> bool:
-        return "XL" in self.pipeline_class
+        return self.family.name == "sdxl"
 
 
 @dataclass(frozen=True)
@@ -90,14 +96,11 @@ def inspect_model(folder: Path) -> ModelSpec | RefusedModel:
     if not any(folder.rglob("*.safetensors")):
         return RefusedModel(name, "no safetensors weights found")
     try:
-        unet_config = read_json(folder / "unet" / "config.json")
-        vae_config = read_json(folder / "vae" / "config.json")
+        found = detect(folder, index)
+    except UnknownFamily as error:
+        return RefusedModel(name, str(error))
     except (OSError, ValueError) as error:
-        return RefusedModel(name, f"not a UNet pipeline: {error}")
-    vae_scale = 2 ** (len(vae_config.get("block_out_channels", [0, 0, 0, 0])) - 1)
-    sample_size = unet_config.get("sample_size", 64)
-    if isinstance(sample_size, list):
-        sample_size = sample_size[0]
+        return RefusedModel(name, f"a component's config is missing or unreadable: {error}")
     description = ""
     readme = folder / "README.md"
     if readme.exists():
@@ -109,9 +112,12 @@ def inspect_model(folder: Path) -> ModelSpec | RefusedModel:
         name=name,
         path=folder,
         pipeline_class=str(index.get("_class_name", "StableDiffusionPipeline")),
-        default_width=int(sample_size) * vae_scale,
-        default_height=int(sample_size) * vae_scale,
-        unet_in_channels=int(unet_config.get("in_channels", 4)),
+        default_width=found.default_width,
+        default_height=found.default_height,
+        unet_in_channels=found.denoiser_in_channels,
+        family=found.family,
+        size_step=found.size_step,
+        capabilities=found.capabilities,
         text_encoder_package=index.get("_studio_text_encoder_package"),
         max_tokens=index.get("_studio_max_tokens"),
         has_ip_adapter=(folder / "ip_adapter").is_dir() and (folder / "image_encoder").is_dir(),

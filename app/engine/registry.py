@@ -4,13 +4,22 @@ Imports torch and diffusers, so only the places where work runs import it (the e
 threads, the Celery worker, the engine); the web side reads models through the torch-free
 ``app.engine.catalog``, whose names are re-exported here for the engine's callers.
 
-Each device keeps a small LRU of warm base pipelines; image-to-image and inpainting pipelines are
-built from the same modules with ``from_pipe`` (no second copy of the weights).
+Each device keeps warm base pipelines; image-to-image and inpainting pipelines are built from the
+same modules with ``from_pipe`` (no second copy of the weights). What a model can run is its
+family's (``app.engine.families``): UNet and transformer pipelines alike.
+
+On CUDA a model runs in its family's half precision (float16, or bfloat16 where float16
+overflows), with PyTorch's scaled-dot-product attention (diffusers' default processors), and
+with model CPU offload when ``low_vram`` is set. The warm cache is bounded by memory on CUDA (the
+least recently used model goes when the next one would not fit in what is free) and by count
+on the CPU.
 """
 
 from __future__ import annotations
 
 import builtins
+import gc
+import inspect
 import logging
 import threading
 from collections import OrderedDict
@@ -27,6 +36,7 @@ from diffusers import (
 )
 
 from app.engine.catalog import ModelCatalog, ModelNotFound, ModelSpec, RefusedModel, inspect_model, read_json
+from app.engine.families import Family
 from app.engine.text_encoders import load_minilm, package_model_dir
 
 __all__ = ["ModelNotFound", "ModelRegistry", "ModelSpec", "PipelineMode", "RefusedModel", "dtype_for", "inspect_model"]
@@ -36,22 +46,42 @@ logger = logging.getLogger(__name__)
 PipelineMode = Literal["txt2img", "img2img", "inpaint"]
 
 
+# What a CUDA device keeps free beyond a model's weights, for activations and the VAE decode.
+_CUDA_HEADROOM = 2 * 1024**3
+
+
 @dataclass
 class _Warm:
     base: DiffusionPipeline
     derived: dict[str, DiffusionPipeline] = field(default_factory=dict)
 
 
-def dtype_for(device: str) -> torch.dtype:
-    return torch.float16 if device.startswith("cuda") else torch.float32
+def dtype_for(device: str, family: Family | None = None) -> torch.dtype:
+    """float32 on the CPU; on CUDA the family's half precision (float16 unless it needs bfloat16)."""
+    if not device.startswith("cuda"):
+        return torch.float32
+    if family is not None and family.cuda_dtype == "bfloat16" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def weights_bytes(spec: ModelSpec) -> int:
+    """The model's weights on disk: what loading it will take, at most, in the device's memory."""
+    return sum(path.stat().st_size for path in spec.path.rglob("*.safetensors"))
+
+
+def _free_cuda_bytes(device: str) -> int:
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return int(free)
 
 
 class ModelRegistry(ModelCatalog):
     """The catalog's models as warm pipelines, ``cache_size`` per device."""
 
-    def __init__(self, models_dir: Path, *, cache_size: int = 2) -> None:
+    def __init__(self, models_dir: Path, *, cache_size: int = 2, low_vram: bool = False) -> None:
         super().__init__(models_dir)
         self.cache_size = max(1, cache_size)
+        self.low_vram = low_vram
         self._warm: dict[str, OrderedDict[str, _Warm]] = {}
         # One worker thread uses a device at a time, but listing and preloading may run on other
         # threads: the lock keeps the LRU consistent. Loading happens under it, so two threads
@@ -70,27 +100,56 @@ class ModelRegistry(ModelCatalog):
             cache = self._warm.setdefault(device, OrderedDict())
             warm = cache.get(name)
             if warm is None:
-                warm = _Warm(self._load(self.spec(name), device))
+                spec = self.spec(name)
+                self._make_room(cache, device, spec)
+                warm = _Warm(self._load(spec, device))
                 cache[name] = warm
-                while len(cache) > self.cache_size:
-                    evicted, _ = cache.popitem(last=False)
-                    logger.info("evicted %s from %s", evicted, device)
-                    if device.startswith("cuda"):
-                        torch.cuda.empty_cache()
             cache.move_to_end(name)
             if mode == "txt2img":
                 return warm.base
             if mode not in warm.derived:
-                builder = AutoPipelineForImage2Image if mode == "img2img" else AutoPipelineForInpainting
-                derived = builder.from_pipe(warm.base)
-                derived.set_progress_bar_config(disable=True)
-                derived._studio_model_path = warm.base._studio_model_path
-                warm.derived[mode] = derived
+                warm.derived[mode] = self._derive(warm.base, mode)
             return warm.derived[mode]
+
+    def _make_room(self, cache: OrderedDict[str, _Warm], device: str, spec: ModelSpec) -> None:
+        """Evicts least recently used models: by free memory on CUDA, by count elsewhere."""
+        if device.startswith("cuda") and not self.low_vram:
+            needed = weights_bytes(spec) + _CUDA_HEADROOM
+            while cache and _free_cuda_bytes(device) < needed:
+                self._evict(cache, device)
+            return
+        while len(cache) >= self.cache_size:
+            self._evict(cache, device)
+
+    def _evict(self, cache: OrderedDict[str, _Warm], device: str) -> None:
+        evicted, warm = cache.popitem(last=False)
+        logger.info("evicted %s from %s", evicted, device)
+        # Drop every reference before asking CUDA for the memory back.
+        warm.derived.clear()
+        del warm
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    @staticmethod
+    def _derive(base: DiffusionPipeline, mode: PipelineMode) -> DiffusionPipeline:
+        """The image-to-image or inpainting pipeline on the base's modules.
+
+        A base that already takes the mode's inputs (FLUX.1 Fill takes a mask) is its own.
+        """
+        parameters = inspect.signature(base.__call__).parameters
+        if mode == "inpaint" and "mask_image" in parameters:
+            return base
+        builder = AutoPipelineForImage2Image if mode == "img2img" else AutoPipelineForInpainting
+        derived = builder.from_pipe(base)
+        derived.set_progress_bar_config(disable=True)
+        derived._studio_model_path = base._studio_model_path
+        derived._studio_family = base._studio_family
+        return derived
 
     def _load(self, spec: ModelSpec, device: str) -> DiffusionPipeline:
         logger.info("loading model %s on %s", spec.name, device)
-        dtype = dtype_for(device)
+        dtype = dtype_for(device, spec.family)
         kwargs: dict[str, Any] = {"torch_dtype": dtype, "use_safetensors": True, "local_files_only": True}
         index = read_json(spec.path / "model_index.json")
         if "safety_checker" in index:
@@ -99,9 +158,27 @@ class ModelRegistry(ModelCatalog):
             package_model_dir(spec.text_encoder_package)  # fails early with a clear message
             tokenizer, encoder = load_minilm(max_tokens=spec.max_tokens or 77, package=spec.text_encoder_package)
             kwargs.update(tokenizer=tokenizer, text_encoder=encoder.to(dtype))
-        pipeline = AutoPipelineForText2Image.from_pretrained(spec.path, **kwargs)
-        pipeline.to(device)
+        if spec.capabilities.txt2img and not spec.is_inpainting_model:
+            pipeline = AutoPipelineForText2Image.from_pretrained(spec.path, **kwargs)
+        else:
+            # A folder that only repaints (FLUX.1 Fill, an SD inpainting UNet) loads as its own class.
+            pipeline = DiffusionPipeline.from_pretrained(spec.path, **kwargs)
+        if device.startswith("cuda") and self.low_vram:
+            _offload(pipeline, device)
+        else:
+            pipeline.to(device)
         pipeline.set_progress_bar_config(disable=True)
-        # Where optional parts (IP-Adapter weights) are looked up later.
+        # Where optional parts (IP-Adapter weights) are looked up later, and what the family allows.
         pipeline._studio_model_path = spec.path
+        pipeline._studio_family = spec.family
         return pipeline
+
+
+def _offload(pipeline: DiffusionPipeline, device: str) -> None:
+    """Keeps the weights in CPU memory and moves each component onto ``device`` while it runs."""
+    try:
+        pipeline.enable_model_cpu_offload(device=device)
+    except (ImportError, ValueError, RuntimeError) as error:
+        # Model offload needs accelerate; diffusers' own group offloading does not.
+        logger.info("model CPU offload unavailable (%s); offloading by blocks", error)
+        pipeline.enable_group_offload(onload_device=torch.device(device), offload_type="leaf_level")

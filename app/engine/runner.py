@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
 from app.engine import style
+from app.engine.families import Family, refusal
 from app.engine.inpaint import Outpaint, composite, extend_canvas, fit_mask
 from app.engine.previews import latents_preview
 from app.engine.registry import ModelRegistry, PipelineMode
@@ -121,9 +123,20 @@ def make_scheduler(name: str, base_config: Any) -> SchedulerMixin:
     return scheduler_class.from_config(base_config, **overrides)
 
 
+# Above this many pixels the VAE decodes in tiles on CUDA, so a large canvas fits in memory.
+VAE_TILING_PIXELS = 1536 * 1536
+
+
 def pipeline_for(registry: ModelRegistry, spec: GenerationSpec, device: str, *, scheduler: str | None = None) -> Any:
-    """The warm pipeline for ``spec.mode`` on ``device``, on a fresh scheduler of the asked kind."""
+    """The warm pipeline for ``spec.mode`` on ``device``, on a fresh scheduler of the asked kind.
+
+    Flow-matching families keep the scheduler their folder ships: the studio's schedulers are
+    noise-prediction samplers they were not trained for.
+    """
     pipeline = registry.pipeline(spec.model, device, spec.mode)
+    family: Family | None = getattr(pipeline, "_studio_family", None)
+    if family is not None and not family.capabilities.schedulers:
+        return pipeline
     base_config = getattr(pipeline, "_studio_scheduler_config", None) or pipeline.scheduler.config
     pipeline._studio_scheduler_config = base_config  # the folder's own config, before any swap
     pipeline.scheduler = make_scheduler(scheduler or spec.scheduler, base_config)
@@ -158,36 +171,48 @@ def run(
     elif spec.mode == "img2img" and init_image is None:
         raise ValueError("image-to-image needs a source image")
 
-    # 2. the pipeline for the mode, on a scheduler of the asked kind (style inverts with DDIM)
+    # 2. what the model's family can do: refuse what it can't before loading anything more
+    model = registry.spec(spec.model)
+    outpainting = spec.mode == "inpaint" and spec.outpaint is not None and spec.outpaint.any
+    style_method = spec.style_method if spec.style_references else None
+    asked = "outpaint" if outpainting else spec.mode
+    why = refusal(model.family, model.capabilities, mode=asked, style_method=style_method)
+    if why is not None:
+        raise ValueError(why)
+    capabilities = model.capabilities
+
+    # 3. the pipeline for the mode, on a scheduler of the asked kind (style inverts with DDIM)
     styled = bool(spec.style_references) and spec.style_method == "shared-attention"
     pipeline = pipeline_for(registry, spec, device, scheduler="ddim" if styled else spec.scheduler)
 
-    # 3. seeds: one generator per image, created on the CPU so results match across devices
+    # 4. seeds: one generator per image, created on the CPU so results match across devices
     seeds = image_seeds(spec.seed, spec.n_images)
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
 
     arguments: dict[str, Any] = {
         "prompt": spec.prompt,
-        "negative_prompt": spec.negative_prompt or None,
         "num_inference_steps": spec.steps,
-        "guidance_scale": spec.guidance,
         "num_images_per_prompt": spec.n_images,
         "generator": generators,
         "callback_on_step_end_tensor_inputs": ["latents"],
         "output_type": "pil",
     }
-    if spec.mode == "txt2img":
-        arguments.update(width=width, height=height)
-    else:
+    if capabilities.negative_prompt:
+        arguments["negative_prompt"] = spec.negative_prompt or None
+    if capabilities.guidance != "none":
+        arguments[model.family.guidance_argument] = spec.guidance
+    # Every mode names its size: a transformer's image-to-image otherwise paints at its own default.
+    arguments.update(width=width, height=height)
+    if spec.mode != "txt2img":
         strength = spec.strength if spec.strength is not None else 0.75
         arguments.update(image=init_image, strength=strength)
     if spec.mode == "inpaint":
-        arguments.update(mask_image=mask_image, width=width, height=height)
+        arguments["mask_image"] = mask_image
     adapter = bool(spec.style_references) and spec.style_method == "ip-adapter"
     if adapter:
         arguments["ip_adapter_image"] = [reference.image for reference in spec.style_references]
 
-    # 4. style reference: the references ride at the front of the batch
+    # 5. style reference: the references ride at the front of the batch
     setup: style.StyleSetup | None = None
     if styled:
         setup = style.prepare(
@@ -201,7 +226,7 @@ def run(
         )
         _batch_with_references(pipeline, spec, arguments, setup, generators, width, height, init_image)
 
-    # 5. progress and cancellation through the step-end callback
+    # 6. progress and cancellation through the step-end callback
     skip = setup.count if setup is not None else 0
 
     def step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -211,15 +236,22 @@ def run(
             total = int(getattr(pipe, "num_timesteps", 0) or spec.steps)
             preview = None
             done = step + 1
-            if spec.preview_every > 0 and done % spec.preview_every == 0 and done < total:
+            latents = callback_kwargs["latents"]
+            # Packed transformer latents (tokens, not a picture) get no preview.
+            wanted = spec.preview_every > 0 and done % spec.preview_every == 0 and done < total
+            if wanted and latents.ndim == 4:
                 preview = latents_preview(pipe, callback_kwargs["latents"][skip : skip + 1])
             if not on_step(StepProgress(step=done, total=total, preview=preview)):
                 raise Cancelled()
         return callback_kwargs
 
     arguments["callback_on_step_end"] = step_end
+    # Only what this pipeline takes: an argument one family ignores is an error in another's call.
+    accepted = inspect.signature(pipeline.__call__).parameters
+    arguments = {key: value for key, value in arguments.items() if key in accepted}
+    _vae_tiling(pipeline, device, width * height)
 
-    # 6. run, with shared attention installed only for this call
+    # 7. run, with shared attention installed only for this call
     groups = 2 if spec.guidance > 1 else 1
     with torch.inference_mode():
         if setup is not None:
@@ -232,10 +264,21 @@ def run(
             output = pipeline(**arguments)
     images = list(output.images)[skip:]
 
-    # 7. inpainting keeps the unmasked pixels exactly as they were
+    # 8. inpainting keeps the unmasked pixels exactly as they were
     if spec.mode == "inpaint" and init_image is not None and mask_image is not None:
         images = [composite(init_image, image, mask_image, spec.mask_blur) for image in images]
     return GenerationResult(images=images, seeds=seeds, seconds=time.perf_counter() - started)
+
+
+def _vae_tiling(pipeline: Any, device: str, pixels: int) -> None:
+    """Decodes in tiles on CUDA above ``VAE_TILING_PIXELS``; whole below it, where tiles only cost."""
+    vae = getattr(pipeline, "vae", None)
+    if vae is None or not hasattr(vae, "enable_tiling"):
+        return
+    if device.startswith("cuda") and pixels > VAE_TILING_PIXELS:
+        vae.enable_tiling()
+    else:
+        vae.disable_tiling()
 
 
 def _batch_with_references(

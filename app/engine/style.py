@@ -89,7 +89,8 @@ def ddim_invert(pipeline: Any, clean: torch.Tensor, timesteps: torch.Tensor) -> 
 
 
 def _empty_prompt_embeds(pipeline: Any, count: int, device: torch.device) -> torch.Tensor:
-    encoded = pipeline.encode_prompt("", device, count, False)
+    # By keyword: SDXL's encode_prompt takes a second prompt where SD's takes the device.
+    encoded = pipeline.encode_prompt("", device=device, num_images_per_prompt=count, do_classifier_free_guidance=False)
     return encoded[0].to(pipeline.unet.dtype)
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Mode, User
 from app.engine.catalog import ModelCatalog, ModelNotFound, ModelSpec
+from app.engine.families import refusal
 from app.params import MAX_SIDE, InpaintFields, JobParams, ParameterFields, Parameters, StyleFields, fit_side
 from app.services import images
 from app.services.errors import InvalidInput
@@ -15,8 +16,15 @@ from app.services.generations import NewGeneration
 
 
 def new_generation(request: ParameterFields, *, mode: Mode, catalog: ModelCatalog, default_model: str) -> NewGeneration:
-    """Fills what the request left out from the model (size) and checks the model exists."""
+    """Fills what the request left out from the model (size) and checks the model exists and can do it."""
     spec = resolve_model(request, catalog=catalog, default_model=default_model)
+    if mode == Mode.TXT2IMG:
+        refuse_unless_capable(spec, mode="txt2img")
+    for side, value in (("width", request.width), ("height", request.height)):
+        if value and value % spec.size_step:
+            raise InvalidInput(
+                f"{side} must be a multiple of {spec.size_step} for {spec.name!r} ({spec.family.label}) (got {value})"
+            )
     given = request.model_dump(include=set(Parameters.names()) - {"strength"})
     return NewGeneration(
         mode=mode,
@@ -39,16 +47,20 @@ def resolve_model(request: ParameterFields, *, catalog: ModelCatalog, default_mo
         raise InvalidInput(f"{error.args[0]}; available models: {available}") from error
 
 
+def refuse_unless_capable(spec: ModelSpec, *, mode: str, style_method: str | None = None) -> None:
+    """Raises InvalidInput (422) with the reason when the model's family lacks ``mode`` or the style method."""
+    why = refusal(spec.family, spec.capabilities, mode=mode, style_method=style_method)
+    if why is not None:
+        raise InvalidInput(f"model {spec.name!r}: {why}")
+
+
 def style_generation(
     session: Session, request: StyleFields, *, user: User, catalog: ModelCatalog, default_model: str
 ) -> NewGeneration:
     """A style job: references (and an optional content image) the user may see, a method the model has."""
     spec = resolve_model(request, catalog=catalog, default_model=default_model)
-    if request.style_method == "ip-adapter" and not spec.has_ip_adapter:
-        raise InvalidInput(
-            f"model {spec.name!r} has no IP-Adapter (an ip_adapter/ and image_encoder/ folder); "
-            "use style_method shared-attention, which works with any model"
-        )
+    mode = "img2img" if request.image_id is not None else "txt2img"
+    refuse_unless_capable(spec, mode=mode, style_method=request.style_method)
     for image_id in request.style_image_ids:
         images.get_visible(session, image_id=image_id, user=user)
     new = new_generation(request, mode=Mode.STYLE, catalog=catalog, default_model=default_model)
@@ -76,6 +88,10 @@ def inpaint_generation(
 ) -> tuple[NewGeneration, list[str]]:
     """An inpaint job and the notes on what was adjusted (a mask of another size is resized)."""
     new = new_generation(request, mode=Mode.INPAINT, catalog=catalog, default_model=default_model)
+    outpainting = request.outpaint is not None and any(
+        (request.outpaint.left, request.outpaint.right, request.outpaint.top, request.outpaint.bottom)
+    )
+    refuse_unless_capable(catalog.spec(new.model), mode="outpaint" if outpainting else "inpaint")
     source = images.get_visible(session, image_id=request.image_id, user=user)
     notes: list[str] = []
     if request.mask_id is not None:

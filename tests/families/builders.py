@@ -1,0 +1,345 @@
+"""Tiny random pipelines of every family, written as diffusers folders, offline.
+
+The components follow the shapes diffusers' own pipeline tests use; the tokenizers are built here
+(a byte-level vocabulary with no merges for CLIP and Qwen, a character unigram for T5), so
+nothing comes from a hub. Each build takes a moment on a CPU and paints 64x64 in two steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+    ZImagePipeline,
+    ZImageTransformer2DModel,
+)
+from tokenizers.pre_tokenizers import ByteLevel
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    Qwen2Tokenizer,
+    Qwen3Config,
+    Qwen3Model,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+)
+
+# The name a test asks for, the family the catalog must tell from the folder.
+SD1, SD2, SDXL, SD3, FLUX, ZIMAGE = "fam-sd1", "fam-sd2", "fam-sdxl", "fam-sd3", "fam-flux", "fam-zimage"
+FAMILY_OF = {SD1: "sd1", SD2: "sd2", SDXL: "sdxl", SD3: "sd3", FLUX: "flux", ZIMAGE: "zimage"}
+
+_BYTES = sorted(ByteLevel.alphabet())
+_T5_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'-▁"
+
+
+def clip_tokenizer(max_length: int = 77) -> CLIPTokenizer:
+    """A CLIP tokenizer whose vocabulary is every byte, alone and word-final, with no merges."""
+    vocab = {character: index for index, character in enumerate(_BYTES)}
+    vocab.update({character + "</w>": len(_BYTES) + index for index, character in enumerate(_BYTES)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+
+
+def t5_tokenizer() -> T5Tokenizer:
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(c, -1.0) for c in _T5_CHARACTERS]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
+def qwen_tokenizer() -> Qwen2Tokenizer:
+    """A byte-level Qwen tokenizer with a chat template, as Z-Image formats its prompts."""
+    vocab = {character: index for index, character in enumerate(_BYTES)}
+    for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+        vocab[special] = len(vocab)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[])
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    return tokenizer
+
+
+def _clip_config(tokenizer: CLIPTokenizer, hidden: int = 32) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=hidden,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=len(tokenizer),
+        hidden_act="gelu",
+        projection_dim=32,
+    )
+
+
+def _t5(tokenizer: T5Tokenizer) -> T5EncoderModel:
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return T5EncoderModel(config)
+
+
+def _sd_vae(latent_channels: int = 4, **extra: Any) -> AutoencoderKL:
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=latent_channels,
+        norm_num_groups=8,
+        sample_size=64,
+        **extra,
+    )
+
+
+def _flow_vae(latent_channels: int) -> AutoencoderKL:
+    """The shape diffusers tests SD3 and FLUX with: one block, so the latent is the picture's size."""
+    return AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+
+
+def _sd_scheduler() -> EulerDiscreteScheduler:
+    return EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+
+
+def build_sd(folder: Path, *, sd2: bool = False, in_channels: int = 4) -> Path:
+    """SD 1.x (or 2.x: linear projections, as the catalog tells them) with CLIP text encoding."""
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer()
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=in_channels,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=8,
+        use_linear_projection=sd2,
+    )
+    pipeline = StableDiffusionPipeline(
+        vae=_sd_vae(),
+        text_encoder=CLIPTextModel(_clip_config(tokenizer)),
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=_sd_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_sdxl(folder: Path) -> Path:
+    """SDXL: two CLIP encoders (the second with projection) and size conditioning."""
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer()
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 size numbers x 8, plus the 32-wide pooled text
+        cross_attention_dim=64,
+        norm_num_groups=1,
+    )
+    pipeline = StableDiffusionXLPipeline(
+        vae=_sd_vae(),
+        text_encoder=CLIPTextModel(_clip_config(tokenizer)),
+        text_encoder_2=CLIPTextModelWithProjection(_clip_config(tokenizer)),
+        tokenizer=tokenizer,
+        tokenizer_2=clip_tokenizer(),
+        unet=unet,
+        scheduler=_sd_scheduler(),
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_sd3(folder: Path) -> Path:
+    """SD3: an MMDiT over two CLIP encoders and T5."""
+    torch.manual_seed(0)
+    tokenizer, t5 = clip_tokenizer(), t5_tokenizer()
+    transformer = SD3Transformer2DModel(
+        sample_size=32,
+        patch_size=1,
+        in_channels=16,  # 16 latent channels, as the real SD3 VAE (its inpaint pipeline checks)
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=32,
+        pooled_projection_dim=64,
+        out_channels=16,
+    )
+    pipeline = StableDiffusion3Pipeline(
+        transformer=transformer,
+        vae=_flow_vae(16),
+        text_encoder=CLIPTextModelWithProjection(_clip_config(tokenizer)),
+        text_encoder_2=CLIPTextModelWithProjection(_clip_config(tokenizer)),
+        text_encoder_3=_t5(t5),
+        tokenizer=tokenizer,
+        tokenizer_2=clip_tokenizer(),
+        tokenizer_3=t5,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_flux(folder: Path) -> Path:
+    """FLUX.1 dev-like: guidance embedded (distilled guidance), CLIP pooled text plus T5."""
+    torch.manual_seed(0)
+    tokenizer, t5 = clip_tokenizer(), t5_tokenizer()
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=[4, 4, 8],
+        guidance_embeds=True,
+    )
+    pipeline = FluxPipeline(
+        transformer=transformer,
+        vae=_flow_vae(1),
+        text_encoder=CLIPTextModel(_clip_config(tokenizer)),
+        text_encoder_2=_t5(t5),
+        tokenizer=tokenizer,
+        tokenizer_2=t5,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_zimage(folder: Path) -> Path:
+    """Z-Image (2025): a single-stream DiT over a Qwen3 text encoder."""
+    torch.manual_seed(0)
+    tokenizer = qwen_tokenizer()
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=16,
+        dim=32,
+        n_layers=2,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        norm_eps=1e-5,
+        qk_norm=True,
+        cap_feat_dim=16,
+        rope_theta=256.0,
+        t_scale=1000.0,
+        axes_dims=[8, 4, 4],
+        axes_lens=[256, 32, 32],
+    )
+    with torch.no_grad():
+        # Created with torch.empty: fixed so the build is the same every time.
+        transformer.x_pad_token.copy_(torch.ones_like(transformer.x_pad_token))
+        transformer.cap_pad_token.copy_(torch.ones_like(transformer.cap_pad_token))
+    text_encoder = Qwen3Model(
+        Qwen3Config(
+            hidden_size=16,
+            intermediate_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=8,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=512,
+        )
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=32,
+        sample_size=32,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+    )
+    pipeline = ZImagePipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+BUILDERS = {
+    SD1: build_sd,
+    SD2: lambda folder: build_sd(folder, sd2=True),
+    SDXL: build_sdxl,
+    SD3: build_sd3,
+    FLUX: build_flux,
+    ZIMAGE: build_zimage,
+}
+
+
+def build_all(root: Path) -> Path:
+    for name, build in BUILDERS.items():
+        build(root / name)
+    return root

@@ -1,0 +1,139 @@
+"""Families in the engine: detection from configs alone, image-to-image on every family, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.engine.catalog import ModelSpec, RefusedModel, inspect_model
+from app.engine.registry import ModelRegistry
+from app.engine.runner import GenerationSpec, run
+from app.engine.style import StyleReference
+from tests.families.builders import FAMILY_OF, FLUX, SD1, SDXL, ZIMAGE
+
+
+@pytest.fixture(scope="module")
+def registry(family_models_dir: Path) -> ModelRegistry:
+    return ModelRegistry(family_models_dir, cache_size=8)
+
+
+def as_array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float32)
+
+
+@pytest.mark.parametrize("model", list(FAMILY_OF))
+def test_image_to_image_repaints_the_content_less_the_lower_the_strength(registry: ModelRegistry, model: str) -> None:
+    content = Image.new("RGB", (64, 64), (200, 60, 40))
+
+    def repaint(strength: float) -> np.ndarray:
+        spec = GenerationSpec(
+            model=model, prompt="a barn", seed=2, steps=4, mode="img2img", init_image=content, strength=strength
+        )
+        [image] = run(registry, spec, device="cpu").images
+        assert image.size == (64, 64)
+        return as_array(image)
+
+    light, heavy = repaint(0.25), repaint(1.0)
+
+    # The random decoder never reproduces the content, but a light touch starts nearer to it.
+    target = as_array(content)
+    assert not np.array_equal(light, heavy)
+    assert np.abs(light - target).mean() != np.abs(heavy - target).mean()
+
+
+def test_sdxl_style_runs_with_its_two_text_encoders(registry: ModelRegistry) -> None:
+    spec = GenerationSpec(
+        model=SDXL,
+        prompt="a lighthouse",
+        seed=1,
+        steps=2,
+        scheduler="ddim",
+        style_references=[StyleReference(Image.new("RGB", (64, 64), (220, 120, 30)))],
+        style_strength=0.8,
+    )
+
+    [image] = run(registry, spec, device="cpu").images
+
+    assert image.size == (64, 64)
+
+
+def test_the_engine_refuses_shared_attention_on_a_transformer_family_saying_why(registry: ModelRegistry) -> None:
+    spec = GenerationSpec(
+        model=FLUX, prompt="a barn", seed=1, steps=2, style_references=[StyleReference(Image.new("RGB", (64, 64)))]
+    )
+
+    with pytest.raises(ValueError, match="FLUX.1 can't use shared-attention style"):
+        run(registry, spec, device="cpu")
+
+
+def test_a_flow_family_keeps_its_own_scheduler_whatever_is_asked(registry: ModelRegistry) -> None:
+    spec = GenerationSpec(model=ZIMAGE, prompt="a barn", seed=1, steps=2, scheduler="euler-a")
+
+    run(registry, spec, device="cpu")
+
+    assert type(registry.pipeline(ZIMAGE, "cpu").scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+
+
+# --- detection from configs alone --------------------------------------------------------------
+
+
+def _copy_configs(source: Path, target: Path, **index_overrides: object) -> Path:
+    """The configs of a built folder (no weights but one empty safetensors) with index overrides."""
+    for config in source.rglob("*.json"):
+        destination = target / config.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_text(config.read_text())
+    index = json.loads((target / "model_index.json").read_text()) | index_overrides
+    (target / "model_index.json").write_text(json.dumps(index))
+    (target / "weights.safetensors").write_bytes(b"")
+    return target
+
+
+def test_each_family_is_told_from_its_configs(family_models_dir: Path) -> None:
+    for name, family in FAMILY_OF.items():
+        found = inspect_model(family_models_dir / name)
+        assert isinstance(found, ModelSpec), found
+        assert found.family.name == family
+
+
+def test_flux_without_guidance_embeddings_is_schnell_with_no_guidance(family_models_dir: Path, tmp_path: Path) -> None:
+    folder = _copy_configs(family_models_dir / FLUX, tmp_path / "schnell")
+    config_path = folder / "transformer" / "config.json"
+    config = json.loads(config_path.read_text()) | {"guidance_embeds": False}
+    config_path.write_text(json.dumps(config))
+
+    found = inspect_model(folder)
+
+    assert isinstance(found, ModelSpec)
+    assert (found.family.name, found.capabilities.guidance) == ("flux", "none")
+
+
+def test_a_flux_fill_folder_only_inpaints(family_models_dir: Path, tmp_path: Path) -> None:
+    found = inspect_model(_copy_configs(family_models_dir / FLUX, tmp_path / "fill", _class_name="FluxFillPipeline"))
+
+    assert isinstance(found, ModelSpec)
+    assert found.family.name == "flux-fill"
+    assert (found.capabilities.txt2img, found.capabilities.inpaint, found.capabilities.outpaint) == (False, True, True)
+
+
+def test_a_pipeline_no_family_claims_is_refused_naming_it(family_models_dir: Path, tmp_path: Path) -> None:
+    found = inspect_model(_copy_configs(family_models_dir / SD1, tmp_path / "odd", _class_name="KandinskyPipeline"))
+
+    assert isinstance(found, RefusedModel)
+    assert "KandinskyPipeline is not a pipeline the studio can run" in found.reason
+
+
+def test_real_sized_configs_give_the_familys_size_and_step(family_models_dir: Path, tmp_path: Path) -> None:
+    folder = _copy_configs(family_models_dir / FLUX, tmp_path / "flux-dev")
+    vae_path = folder / "vae" / "config.json"
+    vae = json.loads(vae_path.read_text()) | {"block_out_channels": [128, 256, 512, 512]}
+    vae_path.write_text(json.dumps(vae))
+
+    found = inspect_model(folder)
+
+    assert isinstance(found, ModelSpec)
+    assert (found.default_width, found.default_height, found.size_step) == (1024, 1024, 16)
