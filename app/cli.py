@@ -1,4 +1,4 @@
-"""The ``studio`` command: serve, worker, migrate, models, users, train-tiny, export."""
+"""The ``studio`` command: serve, worker, migrate, models (and models import), users, train-tiny, export."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ users_app = typer.Typer(help="Manage artists' accounts.", no_args_is_help=True)
 export_app = typer.Typer(help="Export data sets.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(export_app, name="export")
+models_app = typer.Typer(help="List the models, and import single-file checkpoints.")
+app.add_typer(models_app, name="models")
 
 
 @app.command()
@@ -77,20 +79,44 @@ def migrate() -> None:
     typer.echo(f"database at {settings.sqlalchemy_url} is up to date")
 
 
-@app.command()
-def models() -> None:
+@models_app.callback(invoke_without_command=True)
+def models(context: typer.Context) -> None:
     """List the models in the models directory, and any that were refused."""
+    if context.invoked_subcommand is not None:
+        return
     from app.engine.catalog import ModelCatalog
 
     settings = get_settings()
     specs, refused = ModelCatalog(settings.models_dir).scan()
     for spec in specs:
         marker = "*" if spec.name == settings.default_model else " "
-        typer.echo(f"{marker} {spec.name:24} {spec.pipeline_class:32} {spec.default_width}x{spec.default_height}")
+        size = f"{spec.default_width}x{spec.default_height}"
+        typer.echo(f"{marker} {spec.name:24} {spec.family.name:10} {spec.pipeline_class:32} {size}")
     for model in refused:
         typer.echo(f"! {model.name:24} refused: {model.reason}")
     if not specs:
         typer.echo(f"no models in {settings.models_dir}")
+
+
+@models_app.command("import")
+def import_model(
+    file: Annotated[Path, typer.Argument(help="A single-file checkpoint (.safetensors) in the original layout.")],
+    config: Annotated[
+        Path | None,
+        typer.Option(help="A diffusers folder of the same model whose configs to use (needed beyond SD 1.x and SDXL)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="The model's name (default: the file's name).")] = None,
+) -> None:
+    """Convert a single-file checkpoint into a diffusers folder in the models directory, offline."""
+    from app.engine.single_file import CheckpointError, import_checkpoint
+
+    settings = get_settings()
+    try:
+        folder = import_checkpoint(file, settings.models_dir, config=config, name=name)
+    except CheckpointError as error:
+        typer.echo(f"not imported: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"imported {file.name} as {folder.name} in {settings.models_dir}")
 
 
 @users_app.command("create")

@@ -23,6 +23,10 @@ from app.engine.families import Capabilities, Family, UnknownFamily, detect
 logger = logging.getLogger(__name__)
 
 PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl"}
+# Written beside a dropped single-file checkpoint that failed to convert (see app.engine.single_file).
+IMPORT_FAILED_SUFFIX = ".import-error.txt"
+# A dropped ``NAME.safetensors`` may bring its configs as ``NAME.config/`` beside it: not a model itself.
+SINGLE_FILE_CONFIG_SUFFIX = ".config"
 
 # A model folder is data, never code: it may only name code the studio already trusts. The text
 # encoder packages the studio knows (the key ``_studio_text_encoder_package`` would otherwise make
@@ -90,7 +94,7 @@ def inspect_model(folder: Path) -> ModelSpec | RefusedModel:
     pickles = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles:
         return RefusedModel(name, f"pickle weights are refused, convert them to safetensors: {', '.join(pickles[:3])}")
-    refusal = _names_unknown_code(index)
+    refusal = names_unknown_code(index)
     if refusal:
         return RefusedModel(name, refusal)
     if not any(folder.rglob("*.safetensors")):
@@ -125,7 +129,7 @@ def inspect_model(folder: Path) -> ModelSpec | RefusedModel:
     )
 
 
-def _names_unknown_code(index: dict[str, Any]) -> str | None:
+def names_unknown_code(index: dict[str, Any]) -> str | None:
     """Why ``model_index.json`` asks for code or values the studio does not allow, or None."""
     package = index.get("_studio_text_encoder_package")
     if package is not None and package not in TEXT_ENCODER_PACKAGES:
@@ -153,6 +157,23 @@ def _names_unknown_code(index: dict[str, Any]) -> str | None:
     return None
 
 
+def _dropped_file(file: Path) -> RefusedModel | None:
+    """What a checkpoint file dropped into the models folder is waiting for, or None for other files."""
+    suffix = file.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        return RefusedModel(file.stem, f"{file.name} is a pickle checkpoint, which the studio never loads")
+    if suffix != ".safetensors" or (file.parent / file.stem).exists():
+        return None
+    failed = file.with_name(file.stem + IMPORT_FAILED_SUFFIX)
+    if failed.is_file():
+        return RefusedModel(file.stem, f"{file.name} could not be imported: {failed.read_text().strip()[:300]}")
+    return RefusedModel(
+        file.stem,
+        f"{file.name} is a single-file checkpoint not converted yet: a worker converts it when it next "
+        "scans the models, or run `studio models import`",
+    )
+
+
 class ModelCatalog:
     """Lists the models in ``models_dir`` and describes one by name; never loads weights."""
 
@@ -165,7 +186,14 @@ class ModelCatalog:
         if not self.models_dir.is_dir():
             return specs, refused
         for folder in sorted(self.models_dir.iterdir()):
+            if folder.is_file():
+                waiting = _dropped_file(folder)
+                if waiting is not None:
+                    refused.append(waiting)
+                continue
             if not (folder / "model_index.json").is_file():
+                continue
+            if folder.suffix == SINGLE_FILE_CONFIG_SUFFIX and folder.with_suffix(".safetensors").is_file():
                 continue
             found = inspect_model(folder)
             if isinstance(found, ModelSpec):

@@ -37,6 +37,7 @@ from diffusers import (
 
 from app.engine.catalog import ModelCatalog, ModelNotFound, ModelSpec, RefusedModel, inspect_model, read_json
 from app.engine.families import Family
+from app.engine.single_file import convert_dropped, dropped_files
 from app.engine.text_encoders import load_minilm, package_model_dir
 
 __all__ = ["ModelNotFound", "ModelRegistry", "ModelSpec", "PipelineMode", "RefusedModel", "dtype_for", "inspect_model"]
@@ -87,6 +88,24 @@ class ModelRegistry(ModelCatalog):
         # threads: the lock keeps the LRU consistent. Loading happens under it, so two threads
         # never load the same model twice.
         self._lock = threading.RLock()
+
+    # -- single files dropped into the models folder ------------------------------------------
+
+    def scan(self) -> tuple[builtins.list[ModelSpec], builtins.list[RefusedModel]]:
+        self.convert_dropped()
+        return super().scan()
+
+    def spec(self, name: str) -> ModelSpec:
+        if not (self.models_dir / name).exists() and dropped_files(self.models_dir):
+            self.convert_dropped()
+        return super().spec(name)
+
+    def convert_dropped(self) -> builtins.list[Path]:
+        """Converts ``.safetensors`` checkpoints dropped into the models folder into diffusers folders."""
+        # Under the lock: two threads of this process never convert the same file; another
+        # process converting it too loses the rename and leaves the winner's folder in place.
+        with self._lock:
+            return convert_dropped(self.models_dir)
 
     # -- loading ----------------------------------------------------------------------------
 

@@ -192,13 +192,14 @@ def build_sdxl(folder: Path) -> Path:
         addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 2),
         projection_class_embeddings_input_dim=80,  # 6 size numbers x 8, plus the 32-wide pooled text
-        cross_attention_dim=64,
+        cross_attention_dim=80,  # both encoders' hidden states side by side: 32 + 48
         norm_num_groups=1,
     )
     pipeline = StableDiffusionXLPipeline(
         vae=_sd_vae(),
         text_encoder=CLIPTextModel(_clip_config(tokenizer)),
-        text_encoder_2=CLIPTextModelWithProjection(_clip_config(tokenizer)),
+        # Wider than the first, as OpenCLIP bigG is wider than CLIP-L: a single file tells them apart by width.
+        text_encoder_2=CLIPTextModelWithProjection(_clip_config(tokenizer, hidden=48)),
         tokenizer=tokenizer,
         tokenizer_2=clip_tokenizer(),
         unet=unet,
