@@ -1,7 +1,9 @@
 """Shared fixtures: settings with a private data dir, a migrated database, and row factories.
 
-The database is SQLite in the test's tmp dir, or PostgreSQL when STUDIO_DATABASE_URL is set;
-on PostgreSQL every test starts from an empty schema, so tests never see each other's rows.
+The database is SQLite in the test's tmp dir, or PostgreSQL when STUDIO_DATABASE_URL is set.
+On PostgreSQL a test run creates a database of its own (and drops it at the end), so two runs on
+one server never collide, and every test starts from an empty schema in it, so tests never see
+each other's rows.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 # Before anything imports huggingface_hub: no test may reach a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +41,43 @@ DATABASE_URL_ENV = "STUDIO_DATABASE_URL"
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+_RUN_DATABASE: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On PostgreSQL, point STUDIO_DATABASE_URL at a database private to this run.
+
+    The environment variable is rewritten, so everything reads the private database: fixtures,
+    tests that read the variable, and the server and worker processes tests start.
+    """
+    url = os.environ.get(DATABASE_URL_ENV)
+    if not url or is_sqlite(url):
+        return
+    given = make_url(url)
+    name = f"studio_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = create_engine(given, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    _RUN_DATABASE.update(given=url, name=name)
+    os.environ[DATABASE_URL_ENV] = given.set(database=name).render_as_string(hide_password=False)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _RUN_DATABASE:
+        return
+    os.environ[DATABASE_URL_ENV] = _RUN_DATABASE["given"]
+    admin = create_engine(make_url(_RUN_DATABASE["given"]), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{_RUN_DATABASE["name"]}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+    _RUN_DATABASE.clear()
 
 
 def reset_database(url: str) -> None:
