@@ -54,7 +54,7 @@ def artist_pages(scene: Scene) -> dict[str, str]:
         "galleries": "/galleries",
         "gallery": f"/galleries/{scene.gallery_id}",
         "explore": "/explore",
-        "pick": "/pick",
+        "pick": f"/pick?generation={scene.four['id']}",
         "missing": "/generations/999999",
     }
 
