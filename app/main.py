@@ -51,6 +51,7 @@ from app.web import galleries as galleries_pages
 from app.web import interpolation as interpolation_pages
 from app.web import lineage as lineage_pages
 from app.web import pages, partials
+from app.web import previews as preview_pages
 from app.web.errors import error_page
 from app.workers.events import EventBus, MemoryEventBus, RedisEventBus
 from app.workers.pool import WorkerPool
@@ -243,4 +244,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(galleries_pages.router)
     app.include_router(lineage_pages.router)
     app.include_router(interpolation_pages.router)
+    app.include_router(preview_pages.router)
     return app

@@ -8,6 +8,7 @@ import zipfile
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -108,7 +109,13 @@ def test_gallery_page_builds_shares_and_downloads_a_gallery(
     assert view.status_code == 200
     assert_csp_clean(view.text)
     assert '<meta property="og:title" content="Barns &lt;b&gt;">' in view.text
-    assert f'og:image" content="http://testserver/s/{token.group(1)}/images/{second.id}"' in view.text
+    preview_url = f"/s/{token.group(1)}/images/{second.id}/preview.png"
+    assert f'og:image" content="http://testserver{preview_url}"' in view.text
+    preview = anonymous.get(preview_url)
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(preview.content)) as enlarged:
+        side = re.search(r'og:image:width" content="(\d+)"', view.text)
+        assert side and enlarged.width == int(side.group(1)) >= 600
     assert 'name="twitter:card" content="summary_large_image"' in view.text
 
     archive = zipfile.ZipFile(io.BytesIO(anonymous.get(f"/s/{token.group(1)}/download").content))
