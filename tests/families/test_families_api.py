@@ -185,3 +185,12 @@ def test_ip_adapter_style_on_a_folder_without_one_answers_422(family_client: Tes
 
     assert response.status_code == 422
     assert "has no IP-Adapter" in response.json()["detail"]
+
+
+def test_the_studio_page_asks_the_model_list_so_its_form_can_adapt(family_client: TestClient) -> None:
+    page = family_client.get("/")
+
+    assert page.status_code == 200
+    assert 'data-models-url="/api/models"' in page.text
+    assert '<script src="/static/js/model_form.js" defer></script>' in page.text
+    assert family_client.get("/static/js/model_form.js").status_code == 200
