@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.e2e.conftest import Artist, check_page, wait_until
@@ -53,8 +55,29 @@ def test_a_batch_opens_in_the_viewer_and_steps_through_its_paintings(artist: Art
     wait_until(lambda: abs(shown.bounding_box()["width"] - fitted) < 2, what="the fit")
     check_page(page)
 
+    if artist.phone:
+        # A finger: a swipe to the left shows the next painting, a double tap zooms in.
+        stage = viewer.locator("[data-role=stage]").bounding_box()
+        middle = stage["y"] + stage["height"] / 2
+        swipe(page, [(stage["x"] + stage["width"] * 0.8, middle), (stage["x"] + stage["width"] * 0.2, middle)])
+        assert viewer.locator("[data-role=count]").inner_text() == "2 / 4"
+        centre = (stage["x"] + stage["width"] / 2, middle)
+        swipe(page, [centre])
+        swipe(page, [centre])
+        wait_until(lambda: shown.bounding_box()["width"] > fitted * 1.5, what="the double tap's zoom")
+
     page.keyboard.press("Escape")
     wait_until(lambda: page.locator("dialog.viewer[open]").count() == 0, what="the viewer to close")
+
+
+def swipe(page: Any, points: list[tuple[float, float]]) -> None:
+    """One finger down at the first point, along the others, then up (a tap when there is one point)."""
+    touch = page.context.new_cdp_session(page)
+    for index, (x, y) in enumerate(points):
+        kind = "touchStart" if index == 0 else "touchMove"
+        touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": y}]})
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    touch.detach()
 
 
 def test_a_gallery_opens_in_the_viewer_for_a_visitor_through_its_share_link(artist: Artist, visitor: tuple) -> None:
