@@ -67,6 +67,9 @@ class GalleryOut(BaseModel):
     cover_image_id: int | None
     created_at: UtcDatetime
     items: list[ItemOut]
+    link: str | None = Field(
+        default=None, description="an unlisted gallery's page (/g/{slug}): it opens to anyone signed in who has it"
+    )
 
 
 class GallerySummary(BaseModel):
@@ -103,6 +106,8 @@ def gallery_out(shown: list[galleries.ShownItem], gallery: Gallery) -> GalleryOu
         visibility=gallery.visibility.value,
         cover_image_id=cover.id if cover else None,
         created_at=gallery.created_at,
+        # Only its owner reads an unlisted gallery by id, so only the owner is handed its link.
+        link=galleries.slug_path(gallery) if gallery.visibility == Visibility.UNLISTED else None,
         items=[
             ItemOut(
                 image_id=entry.image.id,

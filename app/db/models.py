@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -217,6 +218,8 @@ class Gallery(Base):
     visibility: Mapped[Visibility] = mapped_column(_enum(Visibility, "visibility"), default=Visibility.PRIVATE)
     cover_image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # 128 random bits: an unlisted gallery opens at /g/{slug}, never by counting ids.
+    slug: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: secrets.token_urlsafe(16))
 
     items: Mapped[list[GalleryItem]] = relationship(
         back_populates="gallery", order_by="GalleryItem.position", cascade="all, delete-orphan"

@@ -27,13 +27,34 @@ def _is_owner(user: User | None, gallery: Gallery) -> bool:
 
 
 def can_see(user: User | None, gallery: Gallery) -> bool:
-    """Its owner and admins always; any signed-in user when it is public or unlisted.
+    """By its id: its owner and admins always; any signed-in user when it is public.
 
-    A private gallery reaches anyone else only through a share link (app.services.sharing).
+    An unlisted gallery reaches others only by its slug (``get_by_slug``, ``/g/{slug}``), so
+    counting ids finds nothing; a private one only through a share link (app.services.sharing).
     """
     if _is_owner(user, gallery):
         return True
     return user is not None and gallery.visibility in images.LISTED_TO_USERS
+
+
+def get_by_slug(session: Session, *, slug: str, user: User) -> Gallery:
+    """The gallery at ``/g/{slug}``: unlisted or public ones for anyone signed in, any for its owner."""
+    gallery = session.scalar(select(Gallery).where(Gallery.slug == slug[:64])) if slug else None
+    if gallery is None or not (_is_owner(user, gallery) or gallery.visibility != Visibility.PRIVATE):
+        raise NotFound("no gallery at this link: it may have been made private or deleted")
+    return gallery
+
+
+def slug_image(gallery: Gallery, *, image_id: int) -> Image:
+    """One of the gallery's own images, reached through its slug."""
+    item = _item(gallery, image_id)
+    if item is None:
+        raise NotFound(f"image {image_id} is not in this gallery")
+    return item.image
+
+
+def slug_path(gallery: Gallery) -> str:
+    return f"/g/{gallery.slug}"
 
 
 def get_visible(session: Session, *, gallery_id: int, user: User | None) -> Gallery:

@@ -14,7 +14,9 @@ from app.services.imageio import decode_upload
 from app.services.storage import ImageStore
 
 # Galleries whose images any signed-in user may open by id (private ones only through a share link).
-LISTED_TO_USERS = (Visibility.PUBLIC, Visibility.UNLISTED)
+# Galleries whose images any signed-in user may open by id; an unlisted gallery's images open
+# only through its slug (/g/{slug}/images/...), so counting ids finds nothing.
+LISTED_TO_USERS = (Visibility.PUBLIC,)
 
 
 def create_upload(
@@ -57,7 +59,7 @@ def _in_visible_gallery(session: Session, image_id: int) -> bool:
 
 def can_see(session: Session, image: Image, user: User | None) -> bool:
     """Whether ``user`` may see ``image`` by its id: its owner, an admin, or any signed-in user when
-    the image sits in a public or unlisted gallery.
+    the image sits in a public gallery.
 
     Share links open images through their own routes (``/s/{token}/images/...``, checked by
     app.services.sharing), so an id alone never reaches a private image.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from app.db.models import Gallery, Image, Role, User, Visibility
@@ -339,6 +339,7 @@ def shared(token: str, request: Request, session: SessionDep, templates: Templat
         templates,
         "pages/share.html",
         link=link,
+        base_path=f"/s/{link.token}",
         gallery=gallery,
         generation=generation,
         images=shown,
@@ -369,3 +370,61 @@ def shared_download(token: str, session: SessionDep, store: StoreDep) -> Respons
     if gallery is None:
         raise NotFound("only a shared gallery downloads as a ZIP")
     return gallery_zip(store, gallery)
+
+
+# ---------------------------------------------------------------------------------------------
+# The unlisted view: /g/{slug} opens a gallery to anyone signed in who holds its link; its id
+# opens it to its owner only, so an unlisted gallery is never found by counting.
+
+Slug = Annotated[str, Path(min_length=1, max_length=64)]
+# Unlisted images may stop being visible at any moment (the gallery made private): not cached publicly.
+_UNLISTED = {"Cache-Control": "private, max-age=300", "Content-Disposition": "inline"}
+
+
+@router.get("/g/{slug}", response_class=HTMLResponse)
+def unlisted(
+    slug: Slug, request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep
+) -> HTMLResponse:
+    gallery = galleries.get_by_slug(session, slug=slug, user=user)
+    shown = [item.image for item in gallery.items]
+    first = galleries.cover(gallery)
+    base = str(request.base_url).rstrip("/")
+    path = galleries.slug_path(gallery)
+    return _render(
+        request,
+        templates,
+        "pages/share.html",
+        user=user,
+        link=None,
+        base_path=path,
+        gallery=gallery,
+        generation=None,
+        images=shown,
+        captions={item.image_id: item.caption for item in gallery.items},
+        title=gallery.title,
+        description=gallery.description or f"{len(shown)} paintings",
+        page_url=f"{base}{path}",
+        og_image=f"{base}{path}/images/{first.id}" if first else None,
+        og_image_size=(first.width, first.height) if first else None,
+    )
+
+
+@router.get("/g/{slug}/images/{image_id}")
+def unlisted_image(
+    slug: Slug, image_id: RowId, session: SessionDep, user: CurrentUser, store: StoreDep
+) -> FileResponse:
+    image = galleries.slug_image(galleries.get_by_slug(session, slug=slug, user=user), image_id=image_id)
+    return FileResponse(store.path(image.sha256), media_type="image/png", headers=_UNLISTED)
+
+
+@router.get("/g/{slug}/images/{image_id}/thumb")
+def unlisted_thumbnail(
+    slug: Slug, image_id: RowId, session: SessionDep, user: CurrentUser, store: StoreDep
+) -> FileResponse:
+    image = galleries.slug_image(galleries.get_by_slug(session, slug=slug, user=user), image_id=image_id)
+    return FileResponse(store.thumbnail_path(image.sha256), media_type="image/webp", headers=_UNLISTED)
+
+
+@router.get("/g/{slug}/download")
+def unlisted_download(slug: Slug, session: SessionDep, user: CurrentUser, store: StoreDep) -> Response:
+    return gallery_zip(store, galleries.get_by_slug(session, slug=slug, user=user))

@@ -126,14 +126,16 @@ def test_another_artist_cannot_change_what_is_not_theirs(
     assert browser(cast.alice).get(f"/s/{world.valid}").status_code == 200
 
 
-def test_public_and_unlisted_galleries_open_to_signed_in_artists_and_only_public_ones_are_explored(
+def test_public_galleries_open_by_id_unlisted_ones_by_their_link_and_only_public_ones_are_explored(
     session: Session, world: World, cast: Cast, browser: Callable[[User], TestClient], anonymous: TestClient
 ) -> None:
     alice, bob = browser(cast.alice), browser(cast.bob)
     p, i = world.gallery_id, world.output.image.id
-    assert alice.patch(f"/api/galleries/{p}", json={"visibility": "unlisted"}).status_code == 200
-    assert bob.get(f"/api/galleries/{p}").status_code == 200
-    assert bob.get(f"/api/images/{i}/thumb").status_code == 200
+    unlisted = alice.patch(f"/api/galleries/{p}", json={"visibility": "unlisted"})
+    assert unlisted.status_code == 200
+    assert bob.get(f"/api/galleries/{p}").status_code == 404, "an unlisted gallery is not found by counting"
+    assert bob.get(f"/api/images/{i}/thumb").status_code == 404
+    assert bob.get(f"{unlisted.json()['link']}/images/{i}/thumb").status_code == 200
     assert bob.get("/api/explore").json()["items"] == []
     assert alice.patch(f"/api/galleries/{p}", json={"visibility": "public"}).status_code == 200
     assert [g["id"] for g in bob.get("/api/explore").json()["items"]] == [p]
