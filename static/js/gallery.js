@@ -46,3 +46,29 @@
     }
   });
 })();
+
+/* A gallery's ↑ and ↓ move a painting in place: the order is saved in the background, no reload. */
+(function () {
+  "use strict";
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var button = event.submitter;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-item-form") || !button) return;
+    var action = button.value;
+    if (action !== "up" && action !== "down") return;
+    var item = form.closest(".album-item");
+    var neighbour = item && (action === "up" ? item.previousElementSibling : item.nextElementSibling);
+    event.preventDefault();
+    if (!neighbour) return;
+    var data = new FormData(form);
+    data.set("action", action);
+    // form.action is the buttons named "action" here, not the URL.
+    fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) { window.location.reload(); return; }
+      if (action === "up") item.parentNode.insertBefore(item, neighbour);
+      else item.parentNode.insertBefore(neighbour, item);
+      button.focus();
+    });
+  });
+})();

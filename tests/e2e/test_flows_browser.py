@@ -155,3 +155,25 @@ def test_a_painting_shared_opens_for_a_visitor_until_its_link_is_revoked(
     watch.allowed.append("status of 404")
     stranger.goto(link)
     assert stranger.locator("main a[href='/login']").count() == 1
+
+
+def test_a_gallery_painting_moves_up_in_place_and_stays_moved(artist: Artist) -> None:
+    page = artist.page
+    painted = artist.paint("three apples on a table", seed=8, n_images=3)
+    gallery = artist.api("POST", "/api/galleries", {"title": "Apples"}, status=201)
+    ids = [image["id"] for image in painted["images"]]
+    for image_id in ids:
+        artist.api("POST", f"/api/galleries/{gallery['id']}/items", {"image_id": image_id}, status=201)
+    artist.goto(f"/galleries/{gallery['id']}")
+
+    def order() -> list[str]:
+        return [page.locator(".album-grid .album-item").nth(i).get_attribute("id") or "" for i in range(3)]
+
+    assert order() == [f"item-{image_id}" for image_id in ids]
+    tile = page.locator(f"#item-{ids[2]}")
+    tile.locator("summary").click()
+    tile.locator("button[value=up]").click()
+    wait_until(lambda: order()[1] == f"item-{ids[2]}", what="the painting to move")
+    check_page(page)
+    page.reload()
+    assert order() == [f"item-{ids[0]}", f"item-{ids[2]}", f"item-{ids[1]}"]
