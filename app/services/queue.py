@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Subquery, case, delete, func, literal, or_, select, update
@@ -173,6 +173,14 @@ def queue_positions(session: Session, generations: Iterable[Generation]) -> dict
 def queue_position(session: Session, generation: Generation) -> int | None:
     """How many queued jobs a worker would claim before this one (0 = next); None if not queued."""
     return queue_positions(session, [generation]).get(generation.id)
+
+
+def count_queued(session: Session, *, created_before: datetime | None = None) -> int:
+    """How many jobs are queued (those created before ``created_before``, when given)."""
+    stmt = select(func.count()).select_from(Generation).where(Generation.status == Status.QUEUED)
+    if created_before is not None:
+        stmt = stmt.where(Generation.created_at < created_before)
+    return int(session.scalar(stmt) or 0)
 
 
 # ---------------------------------------------------------------------------------------------
