@@ -6,12 +6,15 @@ ARG BASE=python:3.11-slim
 FROM ${BASE}
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Bound to 0.0.0.0 inside, the studio answers only the Host names in STUDIO_ALLOWED_HOSTS: by
+# default those of a port published on the host's loopback; set it to the names people use.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     HF_HUB_OFFLINE=1 \
     STUDIO_DATA_DIR=/data \
-    STUDIO_MODELS_DIR=/app/models
+    STUDIO_MODELS_DIR=/app/models \
+    STUDIO_ALLOWED_HOSTS=localhost,127.0.0.1
 
 # CUDA base images ship no Python 3.11; python:3.11-slim already has it.
 RUN if ! command -v python3.11 >/dev/null 2>&1; then \
