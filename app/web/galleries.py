@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 
 from app.db.models import Gallery, Image, Role, User, Visibility
 from app.deps import CurrentUser, FormCsrf, SessionDep, StoreDep, TemplatesDep
@@ -15,7 +17,7 @@ from app.http.zips import gallery_zip
 from app.params import MAX_ID, RowId, parse_row_id
 from app.services import feedback, galleries, generations, sharing
 from app.services.errors import InvalidInput, NotFound
-from app.web.errors import is_htmx
+from app.web.errors import Refusal, is_htmx, refused_page
 from app.web.forms import FormFields
 
 router = APIRouter(include_in_schema=False, dependencies=[FormCsrf])
@@ -48,23 +50,56 @@ def _rating(value: Any) -> int | None:
 # My galleries and explore
 
 
-@router.get("/galleries", response_class=HTMLResponse)
-def my_galleries(request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep) -> HTMLResponse:
+def render_galleries(
+    request: Request,
+    templates: Jinja2Templates,
+    *,
+    session: Session,
+    user: User,
+    form_error: str | None = None,
+    typed: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The artist's galleries; with ``form_error``, the new-gallery form refused, as it was typed."""
     rows = galleries.list_owned(session, owner=user)
     covers = {gallery.id: galleries.cover(gallery) for gallery in rows}
     return _render(
         request,
         templates,
         "pages/galleries.html",
+        status_code=status_code,
         user=user,
         galleries=rows,
         covers=covers,
         visibilities=VISIBILITIES,
+        form_error=form_error,
+        typed=typed or {},
         active="galleries",
     )
 
 
+def galleries_again(refusal: Refusal) -> Response:
+    """A new gallery refused: the galleries page again, the form as typed, the message beside it."""
+    if refusal.user is None:
+        return refusal.plain_page()
+    return render_galleries(
+        refusal.request,
+        refusal.templates,
+        session=refusal.session,
+        user=refusal.user,
+        form_error=refusal.error.message,
+        typed=refusal.fields,
+        status_code=refusal.error.status_code,
+    )
+
+
+@router.get("/galleries", response_class=HTMLResponse)
+def my_galleries(request: Request, session: SessionDep, user: CurrentUser, templates: TemplatesDep) -> HTMLResponse:
+    return render_galleries(request, templates, session=session, user=user)
+
+
 @router.post("/galleries")
+@refused_page(galleries_again)
 def create_gallery(fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     gallery = galleries.create(
         session,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Artist, check_page
+from tests.e2e.conftest import Artist, check_page, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def test_a_matrix_word_missing_from_the_prompt_and_a_walk_to_a_missing_painting_
     assert page.url.endswith(f"/partials/generations/{painted['id']}/grid")
     assert page.input_value("#matrix-replace") == "castle"
     assert page.input_value("#matrix-alternatives") == "tower, keep"
-    assert page.evaluate("() => document.activeElement.id") == "matrix-replace"
+    wait_until(lambda: page.evaluate("() => document.activeElement.id") == "matrix-replace", what="the focus")
     assert signed_in_menu(artist)
     check_page(page)
 
@@ -68,5 +68,23 @@ def test_compare_selected_with_too_few_ticks_says_so_by_the_button(artist: Artis
     artist.goto(f"/compare?ids={second_id}&from={second_id}")
     assert "between 2 and 4" in page.locator("[data-role=compare-error]").inner_text()
     assert page.is_checked(f"input[name=ids][value='{second_id}']")
+    assert signed_in_menu(artist)
+    check_page(page)
+
+
+def test_a_gallery_without_a_title_is_answered_in_place(artist: Artist) -> None:
+    page = artist.page
+    artist.watch.allowed.append("status of 422")
+    artist.goto("/galleries")
+    page.fill(".album-new input[name=title]", "   ")
+    page.fill(".album-new input[name=description]", "blue things")
+    page.select_option(".album-new select[name=visibility]", "public")
+    page.click(".album-new button[type=submit]")
+    error = page.locator("#gallery-error[role=alert]")
+    error.wait_for(timeout=10_000)
+    assert "title" in error.inner_text()
+    assert page.input_value(".album-new input[name=description]") == "blue things"
+    assert page.input_value(".album-new select[name=visibility]") == "public"
+    wait_until(lambda: page.evaluate("() => document.activeElement.name") == "title", what="the focus on the title")
     assert signed_in_menu(artist)
     check_page(page)
