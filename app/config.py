@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     orphan_grace_seconds: float = Field(default=3600.0, ge=0)
     cleanup_interval_seconds: float = Field(default=600.0, gt=0)
 
+    # Provenance: every output is signed with Content Credentials (C2PA). Without these two, the
+    # studio makes its own key and certificate chain in data_dir/c2pa on first start; with them, a
+    # PEM ES256 private key and its PEM chain (signer first, then up to the root).
+    c2pa_key_file: Path | None = None
+    c2pa_cert_file: Path | None = None
+    # An invisible watermark in every output's pixels (pictures of 256x256 pixels or more).
+    watermark: bool = False
+
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:
