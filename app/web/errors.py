@@ -4,7 +4,7 @@ app.main sends every ``StudioError`` raised on a page or a form route here (the 
 ``{"detail": ...}`` instead), so no route catches errors to render them:
 
 - an htmx request gets the form-errors fragment, which the studio's htmx config swaps into
-  ``#form-errors`` when it answers 422 (any refusal of a studio form) and ignores on other 4xx;
+  ``#form-errors`` when it answers 200 (any refusal of a studio form) and ignores on a 4xx;
 - a form route marked with ``@refused_page(render)`` gets ``render(refusal)``: the form again,
   as it was typed, with the message inline (the studio form without JavaScript, login, register);
 - anything else gets the error page, with the signed-in menu.
@@ -30,6 +30,10 @@ from app.http.csrf import csrf_token
 from app.services.errors import StudioError
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+# A refused form answered in place (the form again, or its errors swapped in by htmx) is a page
+# that works, not a failed request: it answers 200, so browsers log no failed resource for a typo.
+# The JSON API and the error page keep the refusal's own status.
+ANSWERED_IN_PLACE = 200
 _REFUSED_PAGE = "refused_page"
 
 
@@ -99,14 +103,14 @@ async def error_page(request: Request, error: StudioError) -> Response:
     templates: Jinja2Templates = request.app.state.templates
     render: RefusedPage | None = getattr(request.scope.get("endpoint"), _REFUSED_PAGE, None)
     if is_htmx(request):
-        # htmx swaps only a 422 into #form-errors: a refused form shows every reason there
+        # A refused form's fragment goes into #form-errors, answered in place: every reason shows there
         # (an unknown reference image too), while other fragments keep the error's own status.
         return templates.TemplateResponse(
             request,
             "partials/form_errors.html",
             # The field at fault (a FormError's), so the page can show the message next to it.
             {"message": error.message, "field": getattr(error, "field", None)},
-            status_code=422 if render is not None else error.status_code,
+            status_code=ANSWERED_IN_PLACE if render is not None else error.status_code,
             headers={"HX-Retarget": "#form-errors", "HX-Reswap": "innerHTML"},
         )
     if render is not None and request.method == "POST":

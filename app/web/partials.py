@@ -56,8 +56,8 @@ def generate(
 ) -> Response:
     """Submit a prompt job from the studio form, exactly as ``POST /api/generate/prompt`` does.
 
-    With htmx the answer is the job's card, or the form-errors fragment with 422
-    (the page's htmx config swaps 422 into ``#form-errors``). Without JavaScript the answer is a
+    With htmx the answer is the job's card, or the form-errors fragment, answered in place with
+    200 and retargeted into ``#form-errors``. Without JavaScript the answer is a
     redirect to the generation's page, or the studio page again with the error and what was typed.
     """
     body = parse_prompt_form(fields)

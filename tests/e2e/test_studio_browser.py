@@ -73,7 +73,6 @@ def test_the_prompt_draft_survives_a_reload_and_a_trip_to_history(artist: Artist
 
 def test_a_refused_field_gets_the_message_beside_it_and_the_focus(artist: Artist) -> None:
     page = artist.page
-    artist.watch.allowed.append("status of 422")
     artist.goto("/")
     page.fill("#prompt", "a lighthouse")
     # A browser that does not check the form's limits itself (the server does).
