@@ -177,3 +177,22 @@ def test_a_gallery_painting_moves_up_in_place_and_stays_moved(artist: Artist) ->
     check_page(page)
     page.reload()
     assert order() == [f"item-{ids[0]}", f"item-{ids[2]}", f"item-{ids[1]}"]
+
+
+def test_vary_names_its_step_and_a_pick_between_two_is_recorded_and_exportable(artist: Artist) -> None:
+    page = artist.page
+    painted = artist.paint("a bowl of pears", seed=12, n_images=2)
+    artist.goto(f"/generations/{painted['id']}")
+    page.click("form[action$='/vary'] button")
+    page.wait_for_url(re.compile(r".*/generations/\d+$"))
+    assert f"A variation of #{painted['id']}" in page.locator(".page-head").inner_text()
+    assert "Refines" not in page.locator(".page-head").inner_text()
+
+    artist.goto(f"/pick?generation={painted['id']}")
+    check_page(page)
+    page.locator(".pick-button").first.click()
+    page.wait_for_url(re.compile(r".*/pick\?generation=.*offset=1"))
+    export = page.locator("a[href='/api/preferences/export']")
+    assert export.is_visible()
+    exported = page.request.get(artist.url + "/api/preferences/export").text().strip().splitlines()
+    assert len(exported) == 1 and "a bowl of pears" in exported[0]
