@@ -29,6 +29,7 @@ from app.api import interpolation as interpolation_api
 from app.api import lineage as lineage_api
 from app.api import models as models_api
 from app.api import parameters as parameters_api
+from app.api import provenance as provenance_api
 from app.api import sharing as sharing_api
 from app.config import LOOPBACK_HOSTS, Settings, SettingsError, get_settings
 from app.db.migrate import upgrade_database
@@ -52,6 +53,7 @@ from app.web import interpolation as interpolation_pages
 from app.web import lineage as lineage_pages
 from app.web import pages, partials
 from app.web import previews as preview_pages
+from app.web import provenance as provenance_pages
 from app.web.errors import error_page
 from app.workers.events import EventBus, MemoryEventBus, RedisEventBus
 from app.workers.pool import WorkerPool
@@ -231,6 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lineage_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(interpolation_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(parameters_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(provenance_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(galleries_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(sharing_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(feedback_api.router, prefix="/api", dependencies=[ApiCsrf])
@@ -245,4 +248,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lineage_pages.router)
     app.include_router(interpolation_pages.router)
     app.include_router(preview_pages.router)
+    app.include_router(provenance_pages.router)
     return app

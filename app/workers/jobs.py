@@ -24,11 +24,12 @@ from app.config import Settings
 from app.db.models import Generation, Status
 from app.engine.registry import ModelRegistry
 from app.engine.runner import Cancelled, GenerationResult, StepProgress, run
-from app.services import cleanup, queue
+from app.services import cleanup, provenance, queue
+from app.services.imageio import encode_png
 from app.services.metadata import png_text_chunks
 from app.services.storage import ImageStore
 from app.workers.events import EventBus
-from app.workers.specs import png_parameters, spec_for
+from app.workers.specs import origin_for, png_parameters, spec_for
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class JobContext:
     store: ImageStore
     bus: EventBus
     heartbeat_seconds: float
+    # Signs each output with Content Credentials; None writes the text chunks only.
+    credentials: provenance.Provenance | None = None
 
 
 def build_job_context(
@@ -54,6 +57,7 @@ def build_job_context(
         store=store,
         bus=bus,
         heartbeat_seconds=settings.heartbeat_seconds,
+        credentials=provenance.provenance_for(settings),
     )
 
 
@@ -132,7 +136,8 @@ def execute(
             # The last step finished as the cancel landed: the job is not ours to record.
             status = _current_status(context, generation_id)
         else:
-            outputs = _store_outputs(context, generation, result)
+            pngs = _output_pngs(context, generation, result)
+            outputs = _store_outputs(context, result, pngs)
             # The files are written; a database that fails now must not fail the painting, so the
             # rows are retried like any other outcome (complete() is guarded, so a retry after a
             # commit that did go through finds the job final and writes nothing).
@@ -143,7 +148,7 @@ def execute(
                 lambda session: queue.complete(session, generation_id=generation_id, worker=worker, outputs=outputs),
             )
             if kept:
-                _restore_missing(context, generation, result, outputs)
+                _restore_missing(context, generation, pngs, outputs)
                 status = Status.SUCCEEDED
             else:
                 _discard(context, generation_id, outputs)
@@ -217,10 +222,29 @@ def _progress_publisher(bus: EventBus, generation_id: int, stop: Callable[[], bo
     return on_step
 
 
-def _store_outputs(context: JobContext, generation: Generation, result: GenerationResult) -> list[queue.OutputImage]:
-    outputs = []
+def _output_pngs(context: JobContext, generation: Generation, result: GenerationResult) -> list[bytes]:
+    """Each output's file: its pixels, both text chunks and (when signing) XMP and Content Credentials.
+
+    Encoded once: a signature differs each time, and the store names a file by its bytes.
+    """
+    origin = None
+    if context.credentials is not None:
+        with context.session_factory() as session:
+            origin = origin_for(generation, session, context.store)
+    pngs = []
     for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
-        stored = context.store.put_image(image, text_chunks=png_text_chunks(png_parameters(generation, seed, index)))
+        chunks = png_text_chunks(png_parameters(generation, seed, index))
+        if context.credentials is None or origin is None:
+            pngs.append(encode_png(image, chunks))
+        else:
+            pngs.append(context.credentials.output_png(image, text_chunks=chunks, origin=origin))
+    return pngs
+
+
+def _store_outputs(context: JobContext, result: GenerationResult, pngs: list[bytes]) -> list[queue.OutputImage]:
+    outputs = []
+    for index, (image, png) in enumerate(zip(result.images, pngs, strict=True)):
+        stored = context.store.put_png(png)
         outputs.append(queue.OutputImage(sha256=stored.sha256, width=image.width, height=image.height, index=index))
     return outputs
 
@@ -239,13 +263,14 @@ def _discard(context: JobContext, generation_id: int, outputs: list[queue.Output
 
 
 def _restore_missing(
-    context: JobContext, generation: Generation, result: GenerationResult, outputs: list[queue.OutputImage]
+    context: JobContext, generation: Generation, pngs: list[bytes], outputs: list[queue.OutputImage]
 ) -> None:
     """Writes the outputs again if a clean-up removed identical bytes between our write and commit."""
     if all(context.store.exists(output.sha256) for output in outputs):
         return
     logger.warning("outputs of generation %s were removed before their rows committed; rewriting", generation.id)
-    _store_outputs(context, generation, result)
+    for png in pngs:
+        context.store.put_png(png)
 
 
 def _current_status(context: JobContext, generation_id: int) -> Status | None:

@@ -1,4 +1,4 @@
-"""Job specs: the engine's view of a generation row, and the parameters written into its PNGs."""
+"""Job specs: the engine's view of a generation row, and what its PNGs record (parameters, origin)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Any
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
-from app.db.models import Generation, Mode
+from app.db.models import Generation, ImageKind, Mode
 from app.db.models import Image as ImageRow
 from app.engine.inpaint import Outpaint as EngineOutpaint
 from app.engine.runner import GenerationSpec, InterpolationTarget
 from app.engine.style import StyleReference
 from app.params import Parameters
+from app.services import provenance
 from app.services.imageio import to_mask
 from app.services.images import load_pil
 from app.services.storage import ImageStore
@@ -79,3 +80,31 @@ def png_parameters(generation: Generation, seed: int, index: int) -> dict[str, A
         "mode": generation.mode.value,
         "parent_id": generation.parent_id,
     }
+
+
+def origin_for(generation: Generation, session: Session, store: ImageStore) -> provenance.Origin:
+    """Where an output comes from, for its Content Credentials: model, step and input pictures."""
+    roles: list[tuple[provenance.Role, int | None]] = [
+        ("source", generation.source_image_id),
+        ("mask", generation.mask_image_id),
+        *(("style", image_id) for image_id in generation.style_image_ids),
+    ]
+    ingredients = []
+    source_is_upload = False
+    for role, image_id in roles:
+        row = session.get(ImageRow, image_id) if image_id is not None else None
+        if row is None:
+            continue
+        if role == "source":
+            source_is_upload = row.kind == ImageKind.UPLOAD
+        made = f"painting {row.generation_id}" if row.generation_id is not None else row.kind.value
+        ingredients.append(
+            provenance.Ingredient(role=role, title=f"{role}: {made} (image {row.id})", png=store.read(row.sha256))
+        )
+    return provenance.Origin(
+        model=generation.model,
+        mode=generation.mode.value,
+        title=f"painting {generation.id}",
+        source_type=provenance.source_type_for(generation.mode.value, source_is_upload=source_is_upload),
+        ingredients=tuple(ingredients),
+    )
