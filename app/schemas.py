@@ -146,6 +146,7 @@ class ModelCapabilities(BaseModel):
     schedulers: bool
 
 
+    limits: str
 class ModelOut(BaseModel):
     name: str
     default: bool

@@ -40,6 +40,8 @@ class Capabilities:
     guidance_default: float = 7.0
     # False where the family runs its own flow-matching scheduler and the scheduler choice is moot.
     schedulers: bool = True
+    # Why some modes are missing, said in the refusal.
+    limits: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,8 @@ class Family:
 
 
 _TRANSFORMER_STYLE = (
-    "shared-attention style works on UNet self-attention and this family denoises with a transformer "
-    "whose joint attention it does not reach yet"
+    "shared-attention style reaches UNet self-attention and the joint attention of SD3, FLUX.1 and "
+    "Z-Image transformers; this family's transformer is not covered yet"
 )
 
 FAMILIES: tuple[Family, ...] = (
@@ -100,9 +102,10 @@ FAMILIES: tuple[Family, ...] = (
         frozenset({"StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline", "StableDiffusion3InpaintPipeline"}),
         "transformer",
         1024,
-        capabilities=Capabilities(guidance_default=5.0, guidance_max=15.0, schedulers=False),
+        capabilities=Capabilities(
+            style_methods=("shared-attention",), guidance_default=5.0, guidance_max=15.0, schedulers=False
+        ),
         cuda_dtype="bfloat16",
-        style_refusal=_TRANSFORMER_STYLE,
     ),
     Family(
         "flux",
@@ -112,6 +115,7 @@ FAMILIES: tuple[Family, ...] = (
         1024,
         patch=2,
         capabilities=Capabilities(
+            style_methods=("shared-attention",),
             negative_prompt=False,
             guidance="distilled",
             guidance_min=1.0,
@@ -120,7 +124,6 @@ FAMILIES: tuple[Family, ...] = (
             schedulers=False,
         ),
         cuda_dtype="bfloat16",
-        style_refusal=_TRANSFORMER_STYLE,
     ),
     Family(
         "flux-fill",
@@ -132,6 +135,7 @@ FAMILIES: tuple[Family, ...] = (
         capabilities=Capabilities(
             txt2img=False,
             img2img=False,
+            limits="FLUX.1 Fill only repaints the masked part of an image",
             negative_prompt=False,
             guidance="distilled",
             guidance_min=1.0,
@@ -154,6 +158,7 @@ FAMILIES: tuple[Family, ...] = (
             img2img=False,
             inpaint=False,
             outpaint=False,
+            limits="FLUX.2 takes images as references, not as a picture to repaint",
             negative_prompt=False,
             guidance="distilled",
             guidance_min=1.0,
@@ -183,9 +188,14 @@ FAMILIES: tuple[Family, ...] = (
         "transformer",
         1024,
         patch=2,
-        capabilities=Capabilities(guidance_min=0.0, guidance_max=10.0, guidance_default=5.0, schedulers=False),
+        capabilities=Capabilities(
+            style_methods=("shared-attention",),
+            guidance_min=0.0,
+            guidance_max=10.0,
+            guidance_default=5.0,
+            schedulers=False,
+        ),
         cuda_dtype="bfloat16",
-        style_refusal=_TRANSFORMER_STYLE,
     ),
 )
 
@@ -267,7 +277,12 @@ def detect(folder: Path, index: dict[str, Any]) -> FolderFamily:
         capabilities = replace(capabilities, guidance="none", guidance_min=0.0, guidance_default=0.0)
     if family.denoiser == "unet" and in_channels == 9:
         # An inpainting checkpoint: its UNet wants a mask and a masked image with every latent.
-        capabilities = replace(capabilities, txt2img=False, img2img=False)
+        capabilities = replace(
+            capabilities,
+            txt2img=False,
+            img2img=False,
+            limits="it is an inpainting checkpoint (a 9-channel UNet), which only repaints masked images",
+        )
     has_adapter = (folder / "ip_adapter").is_dir() and (folder / "image_encoder").is_dir()
     if has_adapter and family.name in {"sd1", "sd2", "sdxl", "flux"}:
         capabilities = replace(capabilities, style_methods=(*capabilities.style_methods, "ip-adapter"))
@@ -296,7 +311,8 @@ def refusal(family: Family, capabilities: Capabilities, *, mode: str, style_meth
         "outpaint": "outpaint",
     }
     if mode in what and not what[mode]:
-        return f"{family.label} models can't {words[mode]}"
+        because = f": {capabilities.limits}" if capabilities.limits else ""
+        return f"this {family.label} model can't {words[mode]}{because}"
     if style_method is not None and style_method not in capabilities.style_methods:
         if style_method == "shared-attention" and family.style_refusal:
             return f"{family.label} can't use shared-attention style: {family.style_refusal}"

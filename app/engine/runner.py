@@ -24,7 +24,7 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
-from app.engine import style
+from app.engine import joint_style, style
 from app.engine.families import Family, refusal
 from app.engine.inpaint import Outpaint, composite, extend_canvas, fit_mask
 from app.engine.previews import latents_preview
@@ -181,8 +181,10 @@ def run(
         raise ValueError(why)
     capabilities = model.capabilities
 
-    # 3. the pipeline for the mode, on a scheduler of the asked kind (style inverts with DDIM)
-    styled = bool(spec.style_references) and spec.style_method == "shared-attention"
+    # 3. the pipeline for the mode, on a scheduler of the asked kind (UNet style inverts with DDIM)
+    shared = bool(spec.style_references) and spec.style_method == "shared-attention"
+    styled = shared and model.family.denoiser == "unet"
+    joint_styled = shared and not styled
     pipeline = pipeline_for(registry, spec, device, scheduler="ddim" if styled else spec.scheduler)
 
     # 4. seeds: one generator per image, created on the CPU so results match across devices
@@ -227,7 +229,18 @@ def run(
         _batch_with_references(pipeline, spec, arguments, setup, generators, width, height, init_image)
 
     # 6. progress and cancellation through the step-end callback
-    skip = setup.count if setup is not None else 0
+    skip = setup.count if setup is not None else joint.count if joint is not None else 0
+    joint: joint_style.JointStyleSetup | None = None
+    if joint_styled:
+        joint = joint_style.prepare(
+            pipeline,
+            spec.style_references,
+            images=spec.n_images,
+            width=width,
+            height=height,
+            strength=spec.style_strength,
+        )
+        _batch_joint(spec, arguments, joint, generators, width, height, init_image)
 
     def step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         if setup is not None:
@@ -235,6 +248,8 @@ def run(
         if on_step is not None:
             total = int(getattr(pipe, "num_timesteps", 0) or spec.steps)
             preview = None
+        if joint is not None:
+            callback_kwargs["latents"] = joint_style.step_end(joint, pipe, callback_kwargs["latents"])
             done = step + 1
             latents = callback_kwargs["latents"]
             # Packed transformer latents (tokens, not a picture) get no preview.
@@ -261,6 +276,9 @@ def run(
             with _ip_adapter(pipeline, spec.style_strength):
                 output = pipeline(**arguments)
         else:
+        elif joint is not None:
+            with joint_style.shared_joint_attention(pipeline.transformer, joint):
+                output = pipeline(**arguments)
             output = pipeline(**arguments)
     images = list(output.images)[skip:]
 
@@ -285,6 +303,27 @@ def _batch_with_references(
     pipeline: Any,
     spec: GenerationSpec,
     arguments: dict[str, Any],
+def _batch_joint(
+    spec: GenerationSpec,
+    arguments: dict[str, Any],
+    setup: joint_style.JointStyleSetup,
+    generators: list[torch.Generator],
+    width: int,
+    height: int,
+    init_image: Image.Image | None,
+) -> None:
+    """Rewrites a transformer family's call so the batch is [references..., images...]."""
+    count, images = setup.count, spec.n_images
+    arguments["prompt"] = [""] * count + [spec.prompt] * images
+    if "negative_prompt" in arguments:
+        arguments["negative_prompt"] = [""] * count + [spec.negative_prompt] * images
+    arguments["num_images_per_prompt"] = 1
+    arguments["generator"] = [torch.Generator("cpu").manual_seed(0) for _ in range(count)] + generators
+    if spec.mode != "txt2img":
+        references = [reference.image.convert("RGB").resize((width, height)) for reference in spec.style_references]
+        arguments["image"] = references + [init_image] * images
+
+
     setup: style.StyleSetup,
     generators: list[torch.Generator],
     width: int,

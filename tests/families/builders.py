@@ -42,6 +42,8 @@ from transformers import (
 # The name a test asks for, the family the catalog must tell from the folder.
 SD1, SD2, SDXL, SD3, FLUX, ZIMAGE = "fam-sd1", "fam-sd2", "fam-sdxl", "fam-sd3", "fam-flux", "fam-zimage"
 FAMILY_OF = {SD1: "sd1", SD2: "sd2", SDXL: "sdxl", SD3: "sd3", FLUX: "flux", ZIMAGE: "zimage"}
+# An SD 1.x inpainting checkpoint: its UNet takes 9 channels (latents, masked image, mask).
+SD1_INPAINT = "fam-sd1-inpaint"
 
 _BYTES = sorted(ByteLevel.alphabet())
 _T5_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'-▁"
@@ -343,4 +345,5 @@ BUILDERS = {
 def build_all(root: Path) -> Path:
     for name, build in BUILDERS.items():
         build(root / name)
+    build_sd(root / SD1_INPAINT, in_channels=9)
     return root

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.families.builders import FAMILY_OF, FLUX, SD1, SD2, SD3, SDXL, ZIMAGE
+from tests.families.builders import FAMILY_OF, FLUX, SD1, SD1_INPAINT, SD2, SD3, SDXL, ZIMAGE
 
 ALL = list(FAMILY_OF)
 UNETS = [SD1, SD2, SDXL]
@@ -85,9 +85,13 @@ def test_models_lists_every_family_with_its_size_and_capabilities(family_client:
         assert models[name]["loaded"] in (True, False)
         capabilities = models[name]["capabilities"]
         assert capabilities["txt2img"] and capabilities["img2img"] and capabilities["inpaint"]
-    for name in UNETS:
+    for name in ALL:
         assert models[name]["capabilities"]["style_methods"] == ["shared-attention"]
+    for name in UNETS:
         assert models[name]["capabilities"]["guidance"] == "cfg"
+    inpainting = models[SD1_INPAINT]
+    assert (inpainting["family"], inpainting["inpainting_unet"]) == ("sd1", True)
+    assert inpainting["capabilities"]["txt2img"] is False and inpainting["capabilities"]["inpaint"] is True
     flux = models[FLUX]["capabilities"]
     assert (flux["guidance"], flux["negative_prompt"], flux["schedulers"]) == ("distilled", False, False)
     assert models[SD3]["capabilities"]["negative_prompt"] is True
@@ -139,7 +143,7 @@ def test_outpainting_grows_the_canvas_around_the_source(family_client: TestClien
     assert np.array_equal(result[:64, :64], np.asarray(source, dtype=np.int16))
 
 
-@pytest.mark.parametrize("model", UNETS)
+@pytest.mark.parametrize("model", ALL)
 def test_style_over_a_content_image_paints_at_its_size(family_client: TestClient, model: str) -> None:
     reference = upload(family_client, Image.new("RGB", (64, 64), (220, 120, 30)))
     content = upload(family_client, two_colour_picture())
@@ -159,19 +163,37 @@ def test_style_over_a_content_image_paints_at_its_size(family_client: TestClient
 
 
 @pytest.mark.parametrize("model", TRANSFORMERS)
-def test_shared_attention_style_on_a_transformer_family_answers_422_saying_why(
-    family_client: TestClient, model: str
-) -> None:
+def test_style_from_a_prompt_on_a_transformer_family_is_reproducible(family_client: TestClient, model: str) -> None:
     reference = upload(family_client, Image.new("RGB", (64, 64), (220, 120, 30)))
+    request = {"model": model, "style_image_ids": [reference], "style_strength": 0.8}
 
-    response = family_client.post(
-        "/api/generate/style",
-        json={"prompt": "a barn", "model": model, "style_image_ids": [reference], "steps": 2},
-    )
+    first = pixels(family_client, submit(family_client, "/api/generate/style", **request))
+    again = pixels(family_client, submit(family_client, "/api/generate/style", **request))
+    plain = pixels(family_client, submit(family_client, "/api/generate/prompt", model=model))
+
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, plain), "the reference changed nothing"
+
+
+def test_a_prompt_for_an_inpainting_only_checkpoint_answers_422_saying_why(family_client: TestClient) -> None:
+    response = family_client.post("/api/generate/prompt", json={"prompt": "a barn", "model": SD1_INPAINT})
 
     assert response.status_code == 422
     detail = response.json()["detail"]
-    assert model in detail and "shared-attention" in detail and "transformer" in detail
+    assert detail.startswith(f"model '{SD1_INPAINT}': this Stable Diffusion 1.x model can't paint from a prompt alone")
+    assert "inpainting checkpoint" in detail
+
+
+def test_a_nine_channel_checkpoint_inpaints_and_keeps_unmasked_pixels(family_client: TestClient) -> None:
+    source, mask = two_colour_picture(), centre_mask()
+    image_id, mask_id = upload(family_client, source), upload(family_client, mask.convert("RGB"))
+
+    done = submit(
+        family_client, "/api/generate/inpaint", model=SD1_INPAINT, image_id=image_id, mask_id=mask_id, mask_blur=0
+    )
+
+    keep = np.asarray(mask) == 0
+    assert np.array_equal(pixels(family_client, done)[keep], np.asarray(source, dtype=np.int16)[keep])
 
 
 @pytest.mark.parametrize("model", TRANSFORMERS)

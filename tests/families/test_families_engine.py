@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from app.engine.catalog import ModelSpec, RefusedModel, inspect_model
+from app.engine.families import family_named, refusal
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
 from app.engine.style import StyleReference
-from tests.families.builders import FAMILY_OF, FLUX, SD1, SDXL, ZIMAGE
+from tests.families.builders import FAMILY_OF, FLUX, SD1, SD3, SDXL, ZIMAGE
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +63,63 @@ def test_sdxl_style_runs_with_its_two_text_encoders(registry: ModelRegistry) -> 
     assert image.size == (64, 64)
 
 
-def test_the_engine_refuses_shared_attention_on_a_transformer_family_saying_why(registry: ModelRegistry) -> None:
-    spec = GenerationSpec(
-        model=FLUX, prompt="a barn", seed=1, steps=2, style_references=[StyleReference(Image.new("RGB", (64, 64)))]
-    )
+@pytest.mark.parametrize("model", [SD3, FLUX])
+def test_joint_attention_style_moves_the_colours_towards_the_reference_with_strength(
+    registry: ModelRegistry, model: str
+) -> None:
+    reference = Image.new("RGB", (64, 64), (230, 120, 20))
+    pipeline = registry.pipeline(model, "cpu")
+    with torch.no_grad():  # what this random decoder makes of the reference: the colour to move towards
+        pixels = pipeline.image_processor.preprocess(reference, height=64, width=64)
+        round_trip = pipeline.vae.decode(pipeline.vae.encode(pixels).latent_dist.mean).sample
+    target = as_array(pipeline.image_processor.postprocess(round_trip)[0]).mean(axis=(0, 1))
 
-    with pytest.raises(ValueError, match="FLUX.1 can't use shared-attention style"):
-        run(registry, spec, device="cpu")
+    def distance(strength: float) -> float:
+        spec = GenerationSpec(
+            model=model,
+            prompt="a barn",
+            seed=3,
+            steps=4,
+            n_images=2,
+            style_references=[StyleReference(reference)],
+            style_strength=strength,
+        )
+        images = run(registry, spec, device="cpu").images
+        assert len(images) == 2  # the reference rode in the batch and was left out
+        return float(np.abs(as_array(images[0]).mean(axis=(0, 1)) - target).mean())
+
+    none, half, full = distance(0.0), distance(0.5), distance(1.0)
+
+    assert none > half > full
+
+
+def test_joint_attention_style_changes_a_z_image_painting(registry: ModelRegistry) -> None:
+    def paint(strength: float) -> np.ndarray:
+        reference = StyleReference(Image.new("RGB", (64, 64), (230, 120, 20)))
+        spec = GenerationSpec(
+            model=ZIMAGE, prompt="a barn", seed=3, steps=3, style_references=[reference], style_strength=strength
+        )
+        return as_array(run(registry, spec, device="cpu").images[0])
+
+    assert np.abs(paint(0.0) - paint(1.0)).mean() > 1.0
+
+
+@pytest.mark.parametrize(
+    ("family", "mode", "style", "sentence"),
+    [
+        ("flux2", "txt2img", "shared-attention", "FLUX.2 can't use shared-attention style"),
+        ("qwenimage", "txt2img", "shared-attention", "Qwen-Image can't use shared-attention style"),
+        ("flux2", "img2img", None, "this FLUX.2 model can't repaint a content image: FLUX.2 takes images"),
+        ("flux-fill", "txt2img", None, "this FLUX.1 Fill model can't paint from a prompt alone"),
+        ("sd3", "txt2img", "ip-adapter", "this Stable Diffusion 3.x model has no IP-Adapter"),
+    ],
+)
+def test_a_family_says_why_it_cannot(family: str, mode: str, style: str | None, sentence: str) -> None:
+    row = family_named(family)
+
+    why = refusal(row, row.capabilities, mode=mode, style_method=style)
+
+    assert why is not None and why.startswith(sentence)
 
 
 def test_a_flow_family_keeps_its_own_scheduler_whatever_is_asked(registry: ModelRegistry) -> None:
