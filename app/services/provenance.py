@@ -457,7 +457,18 @@ def read_manifest(data: bytes, *, mime: str, identity: SigningIdentity | None = 
 def check(data: bytes, *, max_pixels: int, identity: SigningIdentity | None = None) -> CheckReport:
     """Reads an uploaded picture's Content Credentials and watermark (``data`` is decoded safely first)."""
     picture = imageio.decode_upload(data, max_pixels=max_pixels)
-    image_format = picture.format
+    return _report(data, picture.format, identity=identity, watermark=has_watermark(picture.image))
+
+
+def stored_credentials(png: bytes, *, identity: SigningIdentity) -> CheckReport:
+    """The Content Credentials of one of our stored PNGs, for the pages that show them.
+
+    The watermark is not looked for (it costs about a second on a large picture; the check page does it).
+    """
+    return _report(png, "PNG", identity=identity, watermark=False)
+
+
+def _report(data: bytes, image_format: str, *, identity: SigningIdentity | None, watermark: bool) -> CheckReport:
     mime = _MIME[image_format]
     store = read_manifest(data, mime=mime, identity=identity)
     has_manifest = store is not None and "error" not in store
@@ -502,5 +513,5 @@ def check(data: bytes, *, max_pixels: int, identity: SigningIdentity | None = No
         source_type=source_type,
         ingredients=ingredients,
         problems=problems,
-        watermark=has_watermark(picture.image),
+        watermark=watermark,
     )

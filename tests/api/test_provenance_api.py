@@ -152,3 +152,45 @@ def test_the_check_page_reads_a_dropped_picture(client: TestClient, paint_job: P
     assert response.status_code == 200, response.text
     assert "Made by this studio" in response.text
     assert done["model"] in response.text
+
+
+def test_the_painting_page_shows_its_content_credentials(client: TestClient, wait_final: Wait) -> None:
+    source_id = upload(client, Image.new("RGB", (64, 64), (30, 90, 200)))
+    request = {"prompt": "a red boat", "image_id": source_id, "outpaint": {"right": 8}, "steps": 2, "scheduler": "ddim"}
+    response = client.post("/api/generate/inpaint", json=request)
+    assert response.status_code == 202, response.text
+    done = wait_final(client, response.json()["id"])
+    assert done["status"] == "succeeded", done["error"]
+    [image] = done["images"]
+
+    page = client.get(f"/generations/{done['id']}")
+    fragment = client.get(f"/partials/images/{image['id']}/credentials")
+
+    assert page.status_code == 200
+    assert "Content Credentials" in page.text
+    assert f'hx-get="/partials/images/{image["id"]}/credentials"' in page.text
+    assert fragment.status_code == 200
+    assert "Signed by this studio" in fragment.text
+    assert f"model <strong>{done['model']}</strong>" in fragment.text
+    assert f"source: upload (image {source_id})" in fragment.text
+    assert "composite" in fragment.text
+
+
+def test_a_share_page_shows_the_credentials_to_a_visitor(
+    client: TestClient, make_client: Callable[..., TestClient], paint_job: Paint
+) -> None:
+    done = paint_job(client)
+    token = client.post(f"/api/generations/{done['id']}/share").json()["token"]
+    [image] = done["images"]
+    visitor = make_client(auth="required", start_workers=False)
+
+    page = visitor.get(f"/s/{token}")
+    fragment = visitor.get(f"/s/{token}/images/{image['id']}/credentials")
+
+    assert page.status_code == 200
+    assert f'hx-get="/s/{token}/images/{image["id"]}/credentials"' in page.text
+    assert f'href="/s/{token}/images/{image["id"]}" download' in page.text
+    assert fragment.status_code == 200
+    assert "Signed by this studio" in fragment.text
+    assert "a prompt only" in fragment.text
+    assert visitor.get(f"/s/not-a-token/images/{image['id']}/credentials").status_code == 404
