@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -194,3 +195,52 @@ def test_a_share_page_shows_the_credentials_to_a_visitor(
     assert "Signed by this studio" in fragment.text
     assert "a prompt only" in fragment.text
     assert visitor.get(f"/s/not-a-token/images/{image['id']}/credentials").status_code == 404
+
+
+def test_a_shared_gallery_zip_keeps_each_paintings_credentials(client: TestClient, paint_job: Paint) -> None:
+    done = paint_job(client)
+    [image] = done["images"]
+    gallery = client.post("/api/galleries", json={"title": "boats"}).json()["id"]
+    assert client.post(f"/api/galleries/{gallery}/items", json={"image_id": image["id"]}).status_code in (200, 201)
+    token = client.post(f"/api/galleries/{gallery}/share").json()["token"]
+
+    download = client.get(f"/s/{token}/download")
+
+    assert download.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+        [name] = archive.namelist()
+        data = archive.read(name)
+    assert data == image_bytes(client, done)
+    assert independent_read(data)["state"] == "Valid"
+
+
+def test_style_over_an_uploaded_content_image_is_a_composite_with_its_references(
+    client: TestClient, wait_final: Wait
+) -> None:
+    reference = upload(client, Image.new("RGB", (64, 64), (220, 120, 30)))
+    content = upload(client, Image.new("RGB", (64, 64), (200, 200, 40)))
+    request = {
+        "prompt": "a lighthouse on a cliff",
+        "style_image_ids": [reference],
+        "image_id": content,
+        "strength": 0.7,
+        "steps": 2,
+        "scheduler": "ddim",
+    }
+    response = client.post("/api/generate/style", json=request)
+    assert response.status_code == 202, response.text
+    done = wait_final(client, response.json()["id"])
+    assert done["status"] == "succeeded", done["error"]
+    data = image_bytes(client, done)
+
+    with Image.open(io.BytesIO(data)) as opened:
+        assert (
+            'DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"'
+            in (opened.info[provenance.XMP_KEY])
+        )
+    manifest = independent_read(data)
+    assert manifest["state"] == "Valid"
+    assert {(item["description"], item["relationship"]) for item in manifest["ingredients"]} == {
+        ("source", "parentOf"),
+        ("style", "inputTo"),
+    }
