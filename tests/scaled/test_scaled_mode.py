@@ -206,3 +206,33 @@ def test_a_cancel_through_one_web_process_stops_the_job_a_worker_runs_for_the_ot
     assert done[-1].id == follow_up and done[-1].status == Status.SUCCEEDED
     data_dir = Path(studio.env["STUDIO_DATA_DIR"])
     assert stored_hashes(data_dir) == referenced_hashes(fresh_database)
+
+
+def test_a_web_process_restarted_with_a_hundred_jobs_queued_loses_none(make_studio: Any, fresh_database: str) -> None:
+    studio: Studio = make_studio(RABBITMQ_URL)
+    first = studio.start_web()
+    studio.wait_web(first)
+    # No worker yet: every job waits in the queue (and its message in the broker) while the web
+    # process that took it goes away.
+    jobs = [submit(first, steps=1, n_images=1, seed=index) for index in range(100)]
+    process, _ = studio.web[0]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) is not None
+    assert {generation.status for generation in rows(fresh_database)} == {Status.QUEUED}
+
+    second = studio.start_web()
+    studio.wait_web(second)
+    for _ in range(2):
+        studio.start_worker()
+
+    def all_final() -> bool:
+        return all(generation.status in FINAL for generation in rows(fresh_database))
+
+    wait_until(all_final, within=900, what="every queued job ending", studio=studio, every=1.0)
+    ended = rows(fresh_database)
+    assert [generation.id for generation in ended] == jobs
+    assert {(generation.status, generation.error) for generation in ended} == {(Status.SUCCEEDED, None)}
+    assert all(len(generation.images) == 1 for generation in ended)
+    # The restarted web process still answers for the jobs the first one took.
+    answer = httpx.get(f"{second}/api/generations/{jobs[0]}", timeout=30).json()
+    assert answer["status"] == "succeeded" and len(answer["images"]) == 1
