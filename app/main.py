@@ -27,6 +27,7 @@ from app.api import generations as generations_api
 from app.api import images as images_api
 from app.api import interpolation as interpolation_api
 from app.api import lineage as lineage_api
+from app.api import loras as loras_api
 from app.api import models as models_api
 from app.api import parameters as parameters_api
 from app.api import provenance as provenance_api
@@ -239,6 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feedback_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(admin_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(models_api.router, prefix="/api")
+    app.include_router(loras_api.router, prefix="/api")
     app.include_router(models_api.health_router)
     app.include_router(pages.router)
     app.include_router(partials.router)

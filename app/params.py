@@ -13,6 +13,7 @@ Nothing here imports torch, the database or the web framework, so any layer may 
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -39,6 +40,18 @@ Guidance = Annotated[float, Field(ge=0.0, le=30.0, title="guidance")]
 ImageCount = Annotated[int, Field(ge=1, le=8, title="number of images")]
 Strength = Annotated[float, Field(gt=0.0, le=1.0, title="strength")]
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+MAX_LORAS = 8
+LoraName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\w\-. /]+$",
+        title="LoRA name",
+        description="its path under loras/ without .safetensors",
+    ),
+]
+LoraWeightValue = Annotated[float, Field(ge=-2.0, le=2.0, title="LoRA weight")]
 """An id in a path, a query or a body: 1..2^31-1 (FastAPI reads the bounds from this type)."""
 
 
@@ -80,6 +93,54 @@ class Action(enum.StrEnum):
 
 
 StyleMethod = Literal["shared-attention", "ip-adapter"]
+
+
+class LoraWeight(BaseModel):
+    """A LoRA by name at a weight (-2..2; 0 paints as if it were absent)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=True)
+
+    name: LoraName
+    weight: LoraWeightValue = 1.0
+    # A1111's short hash of the file when it was asked for (set by the studio, not by a request).
+    hash: str | None = Field(default=None, max_length=64, exclude_if=lambda value: value is None)
+
+
+def check_loras(loras: list[LoraWeight]) -> list[LoraWeight]:
+    names = [lora.name for lora in loras]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"each LoRA may be asked for once (repeated: {', '.join(repeated)})")
+    return loras
+
+
+_LORA_ITEM = re.compile(r"<lora:([^<>]+)>|([^,<>]+)")
+
+
+def parse_lora_text(text: str) -> list[dict[str, Any]]:
+    """A form's LoRA text (``ink:0.8, other`` or A1111's ``<lora:ink:0.8>``) as request items; weight 1 when absent.
+
+    What is not a number after the last colon stays part of the name, so validation names it.
+    """
+    items: list[dict[str, Any]] = []
+    for match in _LORA_ITEM.finditer(text):
+        item = (match.group(1) or match.group(2) or "").strip()
+        if not item:
+            continue
+        name, colon, weight = item.rpartition(":")
+        if colon:
+            try:
+                items.append({"name": name.strip(), "weight": float(weight)})
+                continue
+            except ValueError:
+                pass
+        items.append({"name": item, "weight": 1.0})
+    return items
+
+
+def lora_text(loras: list[LoraWeight] | None) -> str:
+    """How LoRAs read to a person and in a lineage edge: ``<lora:name:weight>`` each, as A1111 writes them."""
+    return " ".join(f"<lora:{lora.name}:{lora.weight:g}>" for lora in loras or [])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +201,20 @@ class ParameterFields(BaseModel):
     n_images: ImageCount = 1
     scheduler: SchedulerName = DEFAULT_SCHEDULER
     parent_id: int | None = Field(default=None, ge=1, le=MAX_ID, title="refined generation")
+    loras: list[LoraWeight] = Field(default_factory=list, max_length=MAX_LORAS, title="LoRAs")
+
+    @field_validator("loras", mode="before")
+    @classmethod
+    def _lora_text(cls, value: Any) -> Any:
+        # The studio form sends its LoRA field as text: "ink:0.8, other" or "<lora:ink:0.8>".
+        return parse_lora_text(value) if isinstance(value, str) else value
+
+    @field_validator("loras")
+    @classmethod
+    def _loras(cls, value: list[LoraWeight]) -> list[LoraWeight]:
+        if any(lora.hash is not None for lora in value):
+            raise ValueError("a LoRA is asked for by name and weight only; the studio records its hash")
+        return check_loras(value)
 
     @field_validator("width")
     @classmethod
@@ -230,6 +305,8 @@ class JobParams(BaseModel):
     outpaint: Outpaint | None = None
     # interpolation
     interpolate: InterpolationWalk | None = None
+    # LoRAs applied for the call, with their files' short hashes
+    loras: list[LoraWeight] | None = None
     # a cell of a seed grid or prompt matrix
     batch: str | None = None
     batch_kind: str | None = None

@@ -24,6 +24,7 @@ from app.params import (
     MAX_SIDE,
     MIN_SIDE,
     InpaintFields,
+    LoraWeight,
     Outpaint,
     ParameterFields,
     Parameters,
@@ -108,6 +109,7 @@ class GenerationOut(Parameters):
     error: str | None
     queue_position: int | None = None
     estimated_wait_s: float | None = None
+    loras: list[LoraWeight] = Field(default_factory=list, description="LoRAs it was painted with, and their hashes")
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
@@ -144,9 +146,9 @@ class ModelCapabilities(BaseModel):
     guidance_max: float
     guidance_default: float
     schedulers: bool
-
-
     limits: str
+
+
 class ModelOut(BaseModel):
     name: str
     default: bool
@@ -165,6 +167,14 @@ class ModelOut(BaseModel):
     state: ModelState | None = None
     # Warm in this process's worker pool (state "ready"); False where no pool runs here.
     loaded: bool = False
+
+
+class LoraOut(BaseModel):
+    """A LoRA file a request may name: ``loras: [{"name": ..., "weight": ...}]``."""
+
+    name: str
+    family: str | None = Field(description="the model family it is for, when the file tells")
+    size: int = Field(description="bytes")
 
 
 class ModelHealth(BaseModel):

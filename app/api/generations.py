@@ -35,7 +35,9 @@ def generation_out(
     if wait_s is _UNSET:
         wait_s = estimates.wait_seconds(session, generation, queue_position=position)  # type: ignore[arg-type]
     out = GenerationOut.model_validate(generation)
-    return out.model_copy(update={"queue_position": position, "estimated_wait_s": wait_s})
+    return out.model_copy(
+        update={"queue_position": position, "estimated_wait_s": wait_s, "loras": generation.params.loras or []}
+    )
 
 
 def page_out(session: Session, items: Sequence[Generation]) -> list[GenerationOut]:

@@ -27,6 +27,7 @@ from PIL import Image
 from app.engine import joint_style, style
 from app.engine.families import Family, refusal
 from app.engine.inpaint import Outpaint, composite, extend_canvas, fit_mask
+from app.engine.loras import LoraUse, applied
 from app.engine.previews import latents_preview
 from app.engine.registry import ModelRegistry, PipelineMode
 from app.engine.style import StyleReference
@@ -101,6 +102,8 @@ class GenerationSpec:
     style_method: str = "shared-attention"
     # interpolation: ``frames`` images walking from this spec's prompt and seed to the target's
     interpolate_to: InterpolationTarget | None = None
+    # LoRAs loaded for this call only (see app.engine.loras)
+    loras: list[LoraUse] = field(default_factory=list)
     preview_every: int = 5
 
 
@@ -227,9 +230,6 @@ def run(
             device=device,
         )
         _batch_with_references(pipeline, spec, arguments, setup, generators, width, height, init_image)
-
-    # 6. progress and cancellation through the step-end callback
-    skip = setup.count if setup is not None else joint.count if joint is not None else 0
     joint: joint_style.JointStyleSetup | None = None
     if joint_styled:
         joint = joint_style.prepare(
@@ -242,14 +242,17 @@ def run(
         )
         _batch_joint(spec, arguments, joint, generators, width, height, init_image)
 
+    # 6. progress and cancellation through the step-end callback
+    skip = setup.count if setup is not None else joint.count if joint is not None else 0
+
     def step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         if setup is not None:
             callback_kwargs["latents"] = style.step_end(setup, pipe, int(timestep), callback_kwargs["latents"])
+        if joint is not None:
+            callback_kwargs["latents"] = joint_style.step_end(joint, pipe, callback_kwargs["latents"])
         if on_step is not None:
             total = int(getattr(pipe, "num_timesteps", 0) or spec.steps)
             preview = None
-        if joint is not None:
-            callback_kwargs["latents"] = joint_style.step_end(joint, pipe, callback_kwargs["latents"])
             done = step + 1
             latents = callback_kwargs["latents"]
             # Packed transformer latents (tokens, not a picture) get no preview.
@@ -268,17 +271,18 @@ def run(
 
     # 7. run, with shared attention installed only for this call
     groups = 2 if spec.guidance > 1 else 1
-    with torch.inference_mode():
+    # LoRAs load outside inference mode (their layers are parameters) and unload after the call.
+    with applied(pipeline, spec.loras, registry.models_dir), torch.inference_mode():
         if setup is not None:
             with style.shared_attention(pipeline.unet, spec.style_references, spec.style_strength, groups=groups):
+                output = pipeline(**arguments)
+        elif joint is not None:
+            with joint_style.shared_joint_attention(pipeline.transformer, joint):
                 output = pipeline(**arguments)
         elif adapter:
             with _ip_adapter(pipeline, spec.style_strength):
                 output = pipeline(**arguments)
         else:
-        elif joint is not None:
-            with joint_style.shared_joint_attention(pipeline.transformer, joint):
-                output = pipeline(**arguments)
             output = pipeline(**arguments)
     images = list(output.images)[skip:]
 
@@ -299,10 +303,6 @@ def _vae_tiling(pipeline: Any, device: str, pixels: int) -> None:
         vae.disable_tiling()
 
 
-def _batch_with_references(
-    pipeline: Any,
-    spec: GenerationSpec,
-    arguments: dict[str, Any],
 def _batch_joint(
     spec: GenerationSpec,
     arguments: dict[str, Any],
@@ -324,6 +324,10 @@ def _batch_joint(
         arguments["image"] = references + [init_image] * images
 
 
+def _batch_with_references(
+    pipeline: Any,
+    spec: GenerationSpec,
+    arguments: dict[str, Any],
     setup: style.StyleSetup,
     generators: list[torch.Generator],
     width: int,

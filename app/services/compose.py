@@ -9,8 +9,17 @@ from sqlalchemy.orm import Session
 from app.db.models import Mode, User
 from app.engine.catalog import ModelCatalog, ModelNotFound, ModelSpec
 from app.engine.families import refusal
-from app.params import MAX_SIDE, InpaintFields, JobParams, ParameterFields, Parameters, StyleFields, fit_side
-from app.services import images
+from app.params import (
+    MAX_SIDE,
+    InpaintFields,
+    JobParams,
+    LoraWeight,
+    ParameterFields,
+    Parameters,
+    StyleFields,
+    fit_side,
+)
+from app.services import images, loras
 from app.services.errors import InvalidInput
 from app.services.generations import NewGeneration
 
@@ -26,6 +35,7 @@ def new_generation(request: ParameterFields, *, mode: Mode, catalog: ModelCatalo
                 f"{side} must be a multiple of {spec.size_step} for {spec.name!r} ({spec.family.label}) (got {value})"
             )
     given = request.model_dump(include=set(Parameters.names()) - {"strength"})
+    asked_loras = loras.checked(request.loras, model=spec, models_dir=catalog.models_dir)
     return NewGeneration(
         mode=mode,
         **given
@@ -35,7 +45,13 @@ def new_generation(request: ParameterFields, *, mode: Mode, catalog: ModelCatalo
             "height": request.height or spec.default_height,
         },
         parent_id=request.parent_id,
+        params=JobParams(loras=asked_loras or None),
     )
+
+
+def with_loras(params: JobParams, asked: list[LoraWeight] | None) -> JobParams:
+    """A mode's params with the LoRAs the shared fields resolved to."""
+    return params.model_copy(update={"loras": asked}) if asked else params
 
 
 def resolve_model(request: ParameterFields, *, catalog: ModelCatalog, default_model: str) -> ModelSpec:
@@ -75,10 +91,13 @@ def style_generation(
         strength=request.strength if request.image_id is not None else None,
         source_image_id=request.image_id,
         style_image_ids=list(request.style_image_ids),
-        params=JobParams(
-            style_weights=request.style_weights or [1.0] * len(request.style_image_ids),
-            style_strength=request.style_strength,
-            style_method=request.style_method,
+        params=with_loras(
+            JobParams(
+                style_weights=request.style_weights or [1.0] * len(request.style_image_ids),
+                style_strength=request.style_strength,
+                style_method=request.style_method,
+            ),
+            new.params.loras,
         ),
     )
 
@@ -115,7 +134,7 @@ def inpaint_generation(
             strength=request.strength,
             source_image_id=request.image_id,
             mask_image_id=request.mask_id,
-            params=JobParams(mask_blur=request.mask_blur, outpaint=outpaint),
+            params=with_loras(JobParams(mask_blur=request.mask_blur, outpaint=outpaint), new.params.loras),
         ),
         notes,
     )

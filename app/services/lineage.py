@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, User
-from app.params import Action, Parameters
+from app.params import Action, Parameters, lora_text
 from app.services import generations
 from app.services.errors import NotFound
 from app.services.steps import action_of
@@ -21,9 +21,11 @@ MAX_NODES = 200
 # An edge names every recorded parameter that changed, except the prompt (diffed word by word);
 # width and height read as one size.
 _SIZE = "size"
+_LORAS = "loras"  # from JobParams: every LoRA as <lora:name:weight>, so a weight change shows
 PARAMETER_LABELS: dict[str, str] = {
     **{name: Parameters.label(name) for name in Parameters.names() if name not in ("prompt", "width", "height")},
     _SIZE: "size",
+    _LORAS: "LoRAs",
 }
 _WORD = re.compile(r"\S+")
 
@@ -157,6 +159,7 @@ def parameter_values(generation: Generation) -> dict[str, Any]:
     """The parameters an edge compares, by name (size as ``WxH``)."""
     values = Parameters.of(generation).model_dump(exclude={"prompt", "width", "height"})
     values[_SIZE] = f"{generation.width}×{generation.height}"
+    values[_LORAS] = lora_text(generation.params.loras)
     return values
 
 

@@ -213,8 +213,16 @@ def png_text_chunks(params: Mapping[str, Any]) -> dict[str, str]:
     extra: dict[str, Any] = {}
     if params.get("strength") is not None:
         extra["Denoising strength"] = params["strength"]
+    prompt = str(params.get("prompt", ""))
+    loras = [lora for lora in params.get("loras") or [] if isinstance(lora, Mapping) and lora.get("name")]
+    if loras:
+        # As A1111 writes them: each LoRA as <lora:name:weight> in the prompt, its short hash in "Lora hashes".
+        prompt = " ".join([prompt, *(f"<lora:{lora['name']}:{float(lora.get('weight', 1.0)):g}>" for lora in loras)])
+        hashes = [f"{lora['name']}: {lora['hash']}" for lora in loras if lora.get("hash")]
+        if hashes:
+            extra["Lora hashes"] = ", ".join(hashes)
     infotext = a1111_parameters(
-        prompt=str(params.get("prompt", "")),
+        prompt=prompt,
         negative_prompt=str(params.get("negative_prompt") or ""),
         steps=int(params["steps"]),
         sampler=str(params.get("scheduler", "")),

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from pydantic import ValidationError
 
 from app.db.models import Generation
-from app.params import SCHEDULER_NAMES, Parameters
+from app.params import SCHEDULER_NAMES, LoraWeight, Parameters, lora_text
 from app.schemas import PromptRequest
 from app.services.errors import StudioError
 
@@ -23,12 +23,15 @@ def _as_text(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, list):
+        # The LoRAs field reads as A1111 writes LoRAs in a prompt: <lora:name:weight> ...
+        return lora_text([LoraWeight.model_validate(item) for item in value])
     return str(value)
 
 
 def _default(name: str) -> str:
     field = PromptRequest.model_fields[name]
-    return "" if field.is_required() else _as_text(field.default)
+    return "" if field.is_required() else _as_text(field.get_default(call_default_factory=True))
 
 
 class StudioForm:
@@ -56,7 +59,11 @@ class StudioForm:
     def refining(cls, generation: Generation) -> StudioForm:
         """Every parameter of ``generation``, seed included, with it as the parent."""
         recorded = Parameters.of(generation).model_dump(include=set(FIELDS))
-        return cls(**{name: _as_text(value) for name, value in recorded.items()}, parent_id=str(generation.id))
+        return cls(
+            **{name: _as_text(value) for name, value in recorded.items()},
+            loras=lora_text(generation.params.loras if generation.params is not None else None),
+            parent_id=str(generation.id),
+        )
 
     @classmethod
     def submitted(cls, fields: Mapping[str, Any]) -> StudioForm:

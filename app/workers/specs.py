@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Generation, ImageKind, Mode
 from app.db.models import Image as ImageRow
 from app.engine.inpaint import Outpaint as EngineOutpaint
+from app.engine.loras import LoraUse
 from app.engine.runner import GenerationSpec, InterpolationTarget
 from app.engine.style import StyleReference
 from app.params import Parameters
@@ -61,6 +62,7 @@ def spec_for(generation: Generation, session: Session, store: ImageStore) -> Gen
             spec.style_strength = params.style_strength
         if params.style_method is not None:
             spec.style_method = params.style_method
+    spec.loras = [LoraUse(name=lora.name, weight=lora.weight) for lora in params.loras or []]
     if params.interpolate is not None:
         # A walk from this row's prompt and seed to another generation's (see services.interpolation).
         walk = params.interpolate
@@ -79,6 +81,7 @@ def png_parameters(generation: Generation, seed: int, index: int) -> dict[str, A
         "index": index,
         "mode": generation.mode.value,
         "parent_id": generation.parent_id,
+        **({"loras": [lora.model_dump() for lora in loras]} if (loras := generation.params.loras) else {}),
     }
 
 
