@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.config import Settings
 from app.services import provenance
 from app.services.imageio import encode_png
 from app.services.metadata import png_text_chunks, read_png_parameters
@@ -278,3 +279,12 @@ def test_a_watermarking_writer_marks_outputs_big_enough_and_check_finds_it(
     assert provenance.check(signed, max_pixels=MAX_PIXELS, identity=identity).watermark
     with Image.open(io.BytesIO(small)) as opened:
         assert np.array_equal(np.asarray(opened.convert("RGB")), np.asarray(picture()))  # too small: left as it was
+
+
+def test_settings_choose_the_watermark_and_the_studio_key_lives_in_the_data_dir(settings: Settings) -> None:
+    plain = provenance.provenance_for(settings)
+    marking = provenance.provenance_for(settings.model_copy(update={"watermark": True}))
+
+    assert not plain.watermark and marking.watermark
+    assert plain.identity == marking.identity
+    assert (settings.data_dir / "c2pa" / "signing.pem").is_file()
