@@ -146,6 +146,7 @@ class ModelCapabilities(BaseModel):
     guidance_max: float
     guidance_default: float
     schedulers: bool
+    weighted_prompts: bool = False
     limits: str
 
 

@@ -40,6 +40,9 @@ class Capabilities:
     guidance_default: float = 7.0
     # False where the family runs its own flow-matching scheduler and the scheduler choice is moot.
     schedulers: bool = True
+    # Weighted prompts ((word:1.3), [word], word++, AND) read through compel: the CLIP-style text
+    # encoders of the UNet families (and studio-tiny's MiniLM); other families take the text as is.
+    weighted_prompts: bool = False
     # Why some modes are missing, said in the refusal.
     limits: str = ""
 
@@ -76,7 +79,7 @@ FAMILIES: tuple[Family, ...] = (
         frozenset({"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"}),
         "unet",
         512,
-        capabilities=Capabilities(style_methods=("shared-attention",)),
+        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True),
     ),
     Family(
         "sd2",
@@ -84,7 +87,7 @@ FAMILIES: tuple[Family, ...] = (
         frozenset({"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"}),
         "unet",
         768,
-        capabilities=Capabilities(style_methods=("shared-attention",)),
+        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True),
     ),
     Family(
         "sdxl",
@@ -94,7 +97,7 @@ FAMILIES: tuple[Family, ...] = (
         ),
         "unet",
         1024,
-        capabilities=Capabilities(style_methods=("shared-attention",)),
+        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True),
     ),
     Family(
         "sd3",

@@ -24,7 +24,7 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
-from app.engine import joint_style, style
+from app.engine import joint_style, prompt_weights, style
 from app.engine.families import Family, refusal
 from app.engine.inpaint import Outpaint, composite, extend_canvas, fit_mask
 from app.engine.loras import LoraUse, applied
@@ -273,6 +273,8 @@ def run(
     groups = 2 if spec.guidance > 1 else 1
     # LoRAs load outside inference mode (their layers are parameters) and unload after the call.
     with applied(pipeline, spec.loras, registry.models_dir), torch.inference_mode():
+        # Weighted prompts become embeddings here, after the LoRAs, which may reach the text encoder too.
+        prompt_weights.weigh(pipeline, model.family, arguments)
         if setup is not None:
             with style.shared_attention(pipeline.unet, spec.style_references, spec.style_strength, groups=groups):
                 output = pipeline(**arguments)
