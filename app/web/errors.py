@@ -4,7 +4,8 @@ app.main sends every ``StudioError`` raised on a page or a form route here (the 
 ``{"detail": ...}`` instead), so no route catches errors to render them:
 
 - an htmx request gets the form-errors fragment, which the studio's htmx config swaps into
-  ``#form-errors`` when it answers 200 (any refusal of a studio form) and ignores on a 4xx;
+  ``#form-errors``: a typo answers 200, a stale form 422 and a quota or rate limit 429 (all
+  three are swapped in; see ``in_place_status`` and base.html's htmx-config);
 - a form route marked with ``@refused_page(render)`` gets ``render(refusal)``: the form again,
   as it was typed, with the message inline (the studio form without JavaScript, login, register);
 - anything else gets the error page, with the signed-in menu.
@@ -26,7 +27,7 @@ from starlette.responses import Response
 from app.config import Settings
 from app.db.models import User
 from app.engine.catalog import ModelCatalog
-from app.http.csrf import csrf_token
+from app.http.csrf import FormExpired, csrf_token
 from app.services.errors import StudioError
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
@@ -34,6 +35,20 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 # that works, not a failed request: it answers 200, so browsers log no failed resource for a typo.
 # The JSON API and the error page keep the refusal's own status.
 ANSWERED_IN_PLACE = 200
+
+
+def in_place_status(error: StudioError) -> int:
+    """What a refused form answers when it is shown again in place.
+
+    A typo (a bad value, an id that names nothing) answers 200, the form with its message; a stale
+    or forged form (its CSRF token), a quota or a rate limit keep their own status, since they are
+    refusals of the request rather than of what was typed.
+    """
+    if isinstance(error, FormExpired) or error.status_code == 429:
+        return error.status_code
+    return ANSWERED_IN_PLACE
+
+
 _REFUSED_PAGE = "refused_page"
 
 
@@ -110,7 +125,7 @@ async def error_page(request: Request, error: StudioError) -> Response:
             "partials/form_errors.html",
             # The field at fault (a FormError's), so the page can show the message next to it.
             {"message": error.message, "field": getattr(error, "field", None)},
-            status_code=ANSWERED_IN_PLACE if render is not None else error.status_code,
+            status_code=in_place_status(error) if render is not None else error.status_code,
             headers={"HX-Retarget": "#form-errors", "HX-Reswap": "innerHTML"},
         )
     if render is not None and request.method == "POST":

@@ -17,7 +17,7 @@ from app.http.zips import gallery_zip
 from app.params import MAX_ID, RowId, parse_row_id
 from app.services import feedback, galleries, generations, sharing
 from app.services.errors import InvalidInput, NotFound
-from app.web.errors import ANSWERED_IN_PLACE, Refusal, is_htmx, refused_page
+from app.web.errors import Refusal, in_place_status, is_htmx, refused_page
 from app.web.forms import FormFields
 
 router = APIRouter(include_in_schema=False, dependencies=[FormCsrf])
@@ -89,7 +89,7 @@ def galleries_again(refusal: Refusal) -> Response:
         user=refusal.user,
         form_error=refusal.error.message,
         typed=refusal.fields,
-        status_code=ANSWERED_IN_PLACE,
+        status_code=in_place_status(refusal.error),
     )
 
 

@@ -28,7 +28,7 @@ from app.web.brush_forms import (
     style_fields,
     visible_references,
 )
-from app.web.errors import ANSWERED_IN_PLACE, Refusal
+from app.web.errors import Refusal, in_place_status
 from app.web.forms import SCHEDULERS, StudioForm
 
 router = APIRouter(include_in_schema=False, dependencies=[FormCsrf])
@@ -99,7 +99,7 @@ def studio_again(refusal: Refusal) -> Response:
         default_model=refusal.settings.default_model,
         form=StudioForm.submitted(refusal.fields),
         error=refusal.error.message,
-        status_code=ANSWERED_IN_PLACE,
+        status_code=in_place_status(refusal.error),
         style_refs=visible_references(
             refusal.session, user=refusal.user, image_ids=style.image_ids, weights=style.weights
         ),
@@ -218,7 +218,7 @@ def generation_again(refusal: Refusal) -> Response:
             refused_form=name,
             error=refusal.error.message,
             typed=refusal.fields,
-            status_code=ANSWERED_IN_PLACE,
+            status_code=in_place_status(refusal.error),
         )
     except NotFound:
         return refusal.plain_page()

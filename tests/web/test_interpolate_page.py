@@ -92,8 +92,10 @@ def test_the_form_refuses_a_missing_number_and_a_stale_token(
     blank = client.post(f"/partials/generations/{a}/interpolate", data={"csrf_token": csrf, "to_id": ""})
     stale = client.post(f"/partials/generations/{a}/interpolate", data={"csrf_token": "stale", "to_id": str(a)})
 
-    assert blank.status_code == stale.status_code == 200
+    # A typo is answered in place; a stale form is refused as such.
+    assert (blank.status_code, stale.status_code) == (200, 422)
     assert "must be a whole number" in blank.text
+    assert "this form has expired" in stale.text
 
 
 def test_a_walks_page_shows_the_animation_above_its_frames(

@@ -148,7 +148,7 @@ def test_vary_button_paints_a_new_seed_recorded_as_a_vary_step(
 ) -> None:
     original = add(app, make_generation, prompt="a lighthouse", seed=10)
     refused = client.post(f"/partials/generations/{original}/vary", data={}, follow_redirects=False)
-    assert refused.status_code == 200 and "this form has expired" in refused.text
+    assert refused.status_code == 422 and "this form has expired" in refused.text
     response = client.post(f"/partials/generations/{original}/vary", data={"csrf_token": csrf}, follow_redirects=False)
     assert response.status_code == 303
     new_id = int(response.headers["location"].rsplit("/", 1)[1])
