@@ -15,6 +15,7 @@ from diffusers import (
     AutoencoderKL,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    FluxFillPipeline,
     FluxPipeline,
     FluxTransformer2DModel,
     SD3Transformer2DModel,
@@ -44,6 +45,8 @@ SD1, SD2, SDXL, SD3, FLUX, ZIMAGE = "fam-sd1", "fam-sd2", "fam-sdxl", "fam-sd3",
 FAMILY_OF = {SD1: "sd1", SD2: "sd2", SDXL: "sdxl", SD3: "sd3", FLUX: "flux", ZIMAGE: "zimage"}
 # An SD 1.x inpainting checkpoint: its UNet takes 9 channels (latents, masked image, mask).
 SD1_INPAINT = "fam-sd1-inpaint"
+# FLUX.1 Fill: its transformer takes the masked image and the mask beside the latents; it only inpaints.
+FLUX_FILL = "fam-flux-fill"
 
 _BYTES = sorted(ByteLevel.alphabet())
 _T5_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'-▁"
@@ -122,13 +125,15 @@ def _sd_vae(latent_channels: int = 4, **extra: Any) -> AutoencoderKL:
     )
 
 
-def _flow_vae(latent_channels: int) -> AutoencoderKL:
-    """The shape diffusers tests SD3 and FLUX with: one block, so the latent is the picture's size."""
+def _flow_vae(latent_channels: int, blocks: int = 1) -> AutoencoderKL:
+    """The shape diffusers tests SD3 and FLUX with: one block keeps the latent at the picture's size."""
     return AutoencoderKL(
         sample_size=32,
         in_channels=3,
         out_channels=3,
-        block_out_channels=(4,),
+        block_out_channels=(4,) * blocks,
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
         layers_per_block=1,
         latent_channels=latent_channels,
         norm_num_groups=1,
@@ -229,7 +234,8 @@ def build_sd3(folder: Path) -> Path:
     )
     pipeline = StableDiffusion3Pipeline(
         transformer=transformer,
-        vae=_flow_vae(16),
+        # Two blocks halve the latent's side: a quarter of the image tokens for its joint attention.
+        vae=_flow_vae(16, blocks=2),
         text_encoder=CLIPTextModelWithProjection(_clip_config(tokenizer)),
         text_encoder_2=CLIPTextModelWithProjection(_clip_config(tokenizer)),
         text_encoder_3=_t5(t5),
@@ -261,6 +267,36 @@ def build_flux(folder: Path) -> Path:
     pipeline = FluxPipeline(
         transformer=transformer,
         vae=_flow_vae(1),
+        text_encoder=CLIPTextModel(_clip_config(tokenizer)),
+        text_encoder_2=_t5(t5),
+        tokenizer=tokenizer,
+        tokenizer_2=t5,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_flux_fill(folder: Path) -> Path:
+    """FLUX.1 Fill: packed latents (4) + packed masked-image latents (4) + the packed mask (4 x 3)."""
+    torch.manual_seed(0)
+    tokenizer, t5 = clip_tokenizer(), t5_tokenizer()
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=20,
+        out_channels=8,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=[4, 4, 8],
+        guidance_embeds=True,
+    )
+    pipeline = FluxFillPipeline(
+        transformer=transformer,
+        vae=_flow_vae(2),
         text_encoder=CLIPTextModel(_clip_config(tokenizer)),
         text_encoder_2=_t5(t5),
         tokenizer=tokenizer,
@@ -346,4 +382,5 @@ def build_all(root: Path) -> Path:
     for name, build in BUILDERS.items():
         build(root / name)
     build_sd(root / SD1_INPAINT, in_channels=9)
+    build_flux_fill(root / FLUX_FILL)
     return root

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.families.builders import FAMILY_OF, FLUX, SD1, SD1_INPAINT, SD2, SD3, SDXL, ZIMAGE
+from tests.families.builders import FAMILY_OF, FLUX, FLUX_FILL, SD1, SD1_INPAINT, SD2, SD3, SDXL, ZIMAGE
 
 ALL = list(FAMILY_OF)
 UNETS = [SD1, SD2, SDXL]
@@ -92,6 +92,10 @@ def test_models_lists_every_family_with_its_size_and_capabilities(family_client:
     inpainting = models[SD1_INPAINT]
     assert (inpainting["family"], inpainting["inpainting_unet"]) == ("sd1", True)
     assert inpainting["capabilities"]["txt2img"] is False and inpainting["capabilities"]["inpaint"] is True
+    fill = models[FLUX_FILL]
+    assert fill["family"] == "flux-fill"
+    assert (fill["capabilities"]["txt2img"], fill["capabilities"]["img2img"]) == (False, False)
+    assert (fill["capabilities"]["inpaint"], fill["capabilities"]["outpaint"]) == (True, True)
     flux = models[FLUX]["capabilities"]
     assert (flux["guidance"], flux["negative_prompt"], flux["schedulers"]) == ("distilled", False, False)
     assert models[SD3]["capabilities"]["negative_prompt"] is True
@@ -118,7 +122,7 @@ def test_the_same_seed_paints_the_same_picture_and_another_seed_another(family_c
     assert not np.array_equal(first, other)
 
 
-@pytest.mark.parametrize("model", ALL)
+@pytest.mark.parametrize("model", [*ALL, SD1_INPAINT, FLUX_FILL])
 def test_inpainting_keeps_every_unmasked_pixel(family_client: TestClient, model: str) -> None:
     source, mask = two_colour_picture(), centre_mask()
     image_id, mask_id = upload(family_client, source), upload(family_client, mask.convert("RGB"))
@@ -131,7 +135,7 @@ def test_inpainting_keeps_every_unmasked_pixel(family_client: TestClient, model:
     assert np.abs(result[~keep] - original[~keep]).max() > 20, "the masked square was not repainted"
 
 
-@pytest.mark.parametrize("model", ALL)
+@pytest.mark.parametrize("model", [*ALL, FLUX_FILL])
 def test_outpainting_grows_the_canvas_around_the_source(family_client: TestClient, model: str) -> None:
     source = two_colour_picture()
     request = {"model": model, "image_id": upload(family_client, source), "mask_blur": 0}
@@ -162,6 +166,7 @@ def test_style_over_a_content_image_paints_at_its_size(family_client: TestClient
     assert pixels(family_client, done).shape == (64, 64, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", TRANSFORMERS)
 def test_style_from_a_prompt_on_a_transformer_family_is_reproducible(family_client: TestClient, model: str) -> None:
     reference = upload(family_client, Image.new("RGB", (64, 64), (220, 120, 30)))
@@ -184,16 +189,19 @@ def test_a_prompt_for_an_inpainting_only_checkpoint_answers_422_saying_why(famil
     assert "inpainting checkpoint" in detail
 
 
-def test_a_nine_channel_checkpoint_inpaints_and_keeps_unmasked_pixels(family_client: TestClient) -> None:
-    source, mask = two_colour_picture(), centre_mask()
-    image_id, mask_id = upload(family_client, source), upload(family_client, mask.convert("RGB"))
+def test_a_prompt_or_style_for_flux_fill_answers_422_saying_why(family_client: TestClient) -> None:
+    reference = upload(family_client, Image.new("RGB", (64, 64), (220, 120, 30)))
 
-    done = submit(
-        family_client, "/api/generate/inpaint", model=SD1_INPAINT, image_id=image_id, mask_id=mask_id, mask_blur=0
+    prompt = family_client.post("/api/generate/prompt", json={"prompt": "a barn", "model": FLUX_FILL})
+    style = family_client.post(
+        "/api/generate/style", json={"prompt": "a barn", "model": FLUX_FILL, "style_image_ids": [reference]}
     )
 
-    keep = np.asarray(mask) == 0
-    assert np.array_equal(pixels(family_client, done)[keep], np.asarray(source, dtype=np.int16)[keep])
+    assert prompt.status_code == 422
+    assert "FLUX.1 Fill only repaints the masked part of an image" in prompt.json()["detail"]
+    # A style job paints from a prompt too: the first thing FLUX.1 Fill can't do is said first.
+    assert style.status_code == 422
+    assert "can't paint from a prompt alone" in style.json()["detail"]
 
 
 @pytest.mark.parametrize("model", TRANSFORMERS)
