@@ -138,19 +138,22 @@ def explore(
 # One gallery
 
 
-@router.get("/galleries/{gallery_id}", response_class=HTMLResponse)
-def gallery_page(
-    gallery_id: RowId,
+def render_gallery(
     request: Request,
-    session: SessionDep,
-    user: CurrentUser,
-    templates: TemplatesDep,
-    sort: Annotated[SortName, Query()] = "position",
-    min_rating: Annotated[str | None, Query(max_length=1)] = None,
+    templates: Jinja2Templates,
+    *,
+    session: Session,
+    user: User,
+    gallery_id: int,
+    sort: SortName = "position",
+    min_rating: int | None = None,
+    form_error: str | None = None,
+    typed: dict[str, Any] | None = None,
+    status_code: int = 200,
 ) -> HTMLResponse:
+    """A gallery's page; with ``form_error``, one of its owner's forms refused, the settings as typed."""
     gallery = galleries.get_visible(session, gallery_id=gallery_id, user=user)
-    minimum = _rating(min_rating)
-    shown = galleries.shown_items(session, gallery, viewer=user, sort=sort, min_rating=minimum)
+    shown = galleries.shown_items(session, gallery, viewer=user, sort=sort, min_rating=min_rating)
     is_owner = gallery.owner_id == user.id or user.role == Role.ADMIN
     addable: list[Image] = galleries.addable_images(session, gallery, limit=ADDABLE) if is_owner else []
     links = sharing.links_for(session, gallery=gallery) if is_owner else []
@@ -159,6 +162,7 @@ def gallery_page(
         request,
         templates,
         "pages/gallery.html",
+        status_code=status_code,
         user=user,
         gallery=gallery,
         owner_name=galleries.owner_names(session, [gallery]).get(gallery.owner_id),
@@ -170,9 +174,46 @@ def gallery_page(
         base_url=str(request.base_url).rstrip("/"),
         cover=cover,
         sort=sort,
-        min_rating=minimum,
+        min_rating=min_rating,
         visibilities=VISIBILITIES,
+        form_error=form_error,
+        typed=typed or {},
         active="galleries",
+    )
+
+
+def gallery_again(refusal: Refusal) -> Response:
+    """An owner's gallery form refused: the gallery's page again, the message beside its settings."""
+    gallery_id = parse_row_id(refusal.request.path_params.get("gallery_id"))
+    if refusal.user is None or gallery_id is None:
+        return refusal.plain_page()
+    try:
+        return render_gallery(
+            refusal.request,
+            refusal.templates,
+            session=refusal.session,
+            user=refusal.user,
+            gallery_id=gallery_id,
+            form_error=refusal.error.message,
+            typed=refusal.fields,
+            status_code=in_place_status(refusal.error),
+        )
+    except NotFound:
+        return refusal.plain_page()
+
+
+@router.get("/galleries/{gallery_id}", response_class=HTMLResponse)
+def gallery_page(
+    gallery_id: RowId,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    templates: TemplatesDep,
+    sort: Annotated[SortName, Query()] = "position",
+    min_rating: Annotated[str | None, Query(max_length=1)] = None,
+) -> HTMLResponse:
+    return render_gallery(
+        request, templates, session=session, user=user, gallery_id=gallery_id, sort=sort, min_rating=_rating(min_rating)
     )
 
 
@@ -181,6 +222,7 @@ def _owned(session: SessionDep, gallery_id: int, user: User) -> Gallery:
 
 
 @router.post("/galleries/{gallery_id}/edit")
+@refused_page(gallery_again)
 def edit_gallery(gallery_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     gallery = _owned(session, gallery_id, user)
     galleries.update(
@@ -200,6 +242,7 @@ def delete_gallery(gallery_id: RowId, session: SessionDep, user: CurrentUser) ->
 
 
 @router.post("/galleries/{gallery_id}/items")
+@refused_page(gallery_again)
 def add_item(gallery_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     gallery = _owned(session, gallery_id, user)
     image_id = parse_row_id(fields.get("image_id"))
@@ -210,6 +253,7 @@ def add_item(gallery_id: RowId, fields: FormFields, session: SessionDep, user: C
 
 
 @router.post("/galleries/{gallery_id}/items/{image_id}")
+@refused_page(gallery_again)
 def change_item(
     gallery_id: RowId, image_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser
 ) -> Response:
@@ -252,6 +296,7 @@ def _expires_in(fields: dict[str, Any]) -> timedelta | None:
 
 
 @router.post("/galleries/{gallery_id}/share")
+@refused_page(gallery_again)
 def share_gallery(gallery_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     gallery = _owned(session, gallery_id, user)
     expires_in = _expires_in(fields)

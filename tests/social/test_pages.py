@@ -193,3 +193,27 @@ def test_explore_and_my_galleries_pages(
     explore = bob.get("/explore").text
     assert "Open skies" in explore and "Hidden drafts" not in explore and "by alice" in explore
     assert_csp_clean(explore)
+
+
+def test_a_refused_gallery_setting_is_answered_on_the_gallery_page_as_typed(
+    session: Session, cast: Cast, browser: Callable[[User], TestClient]
+) -> None:
+    alice = browser(cast.alice)
+    path = alice.post("/galleries", data={"title": "Barns", "visibility": "private", "csrf_token": CSRF}).headers[
+        "location"
+    ]
+    too_long = "x" * 201
+    refused = alice.post(
+        f"{path}/edit",
+        data={"title": too_long, "description": "kept as typed", "visibility": "public", "csrf_token": CSRF},
+    )
+    # A typo is answered in place: the gallery's page, the message beside the settings, the typing kept.
+    assert refused.status_code == 200
+    assert 'role="alert"' in refused.text and "title must be at most 200 characters" in refused.text
+    assert "kept as typed" in refused.text
+    assert re.search(r'<option value="public"\s+selected', refused.text)
+    assert 'href="/logout"' in refused.text or "Log out" in refused.text, "the signed-in menu is intact"
+    unknown = alice.post(f"{path}/items", data={"image_id": "999999", "csrf_token": CSRF})
+    assert unknown.status_code == 200 and 'role="alert"' in unknown.text and "999999" in unknown.text
+    session.expire_all()
+    assert session.scalar(select(Gallery.title).where(Gallery.title == "Barns")) == "Barns"
