@@ -19,6 +19,7 @@ from app.services import feedback, galleries, generations, sharing
 from app.services.errors import InvalidInput, NotFound
 from app.web.errors import Refusal, in_place_status, is_htmx, refused_page
 from app.web.forms import FormFields
+from app.web.pages import generation_again
 
 router = APIRouter(include_in_schema=False, dependencies=[FormCsrf])
 
@@ -305,6 +306,7 @@ def share_gallery(gallery_id: RowId, fields: FormFields, session: SessionDep, us
 
 
 @router.post("/generations/{generation_id}/share")
+@refused_page(generation_again)
 def share_generation(generation_id: RowId, fields: FormFields, session: SessionDep, user: CurrentUser) -> Response:
     """A new link to a generation; the generation page's dialog sends ``back`` to return to it."""
     generation = generations.get_visible(session, generation_id=generation_id, user=user)

@@ -217,3 +217,16 @@ def test_a_refused_gallery_setting_is_answered_on_the_gallery_page_as_typed(
     assert unknown.status_code == 200 and 'role="alert"' in unknown.text and "999999" in unknown.text
     session.expire_all()
     assert session.scalar(select(Gallery.title).where(Gallery.title == "Barns")) == "Barns"
+
+
+def test_a_refused_share_of_a_painting_is_answered_on_its_page(
+    session: Session, cast: Cast, browser: Callable[[User], TestClient], make_output: Callable[..., Output]
+) -> None:
+    alice = browser(cast.alice)
+    generation = make_output(cast.alice).generation
+    refused = alice.post(
+        f"/generations/{generation.id}/share", data={"expires_in_hours": "99999999", "csrf_token": CSRF}
+    )
+    assert refused.status_code == 200
+    assert 'role="alert"' in refused.text and "a link must expire within" in refused.text
+    assert f"#{generation.id}" in refused.text
