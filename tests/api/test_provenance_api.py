@@ -244,3 +244,21 @@ def test_style_over_an_uploaded_content_image_is_a_composite_with_its_references
         ("source", "parentOf"),
         ("style", "inputTo"),
     }
+
+
+def test_an_unlisted_gallery_shows_its_paintings_credentials_by_its_link(client: TestClient, paint_job: Paint) -> None:
+    done = paint_job(client)
+    [image] = done["images"]
+    made = client.post("/api/galleries", json={"title": "boats", "visibility": "unlisted"})
+    assert made.status_code == 201, made.text
+    gallery = made.json()
+    assert client.post(f"/api/galleries/{gallery['id']}/items", json={"image_id": image["id"]}).status_code in (
+        200,
+        201,
+    )
+
+    fragment = client.get(f"{gallery['link']}/images/{image['id']}/credentials")
+
+    assert fragment.status_code == 200, fragment.text
+    assert "Signed by this studio" in fragment.text
+    assert client.get(f"/g/no-such-slug/images/{image['id']}/credentials").status_code == 404
