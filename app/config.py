@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     start_workers: bool = True
     preload_default_model: bool = True
     pipeline_cache_size: int = 2
+    # Torch threads the engine paints with on the CPU; 0 leaves torch's default (one per core).
+    # Several studio processes on one machine each want fewer, or they oversubscribe its cores.
+    device_threads: int = Field(default=0, ge=0, le=256)
     # On CUDA: keep weights in CPU memory and move each component onto the GPU while it runs.
     low_vram: bool = False
     heartbeat_seconds: float = 2.0

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,6 +50,8 @@ def build_job_context(
     settings: Settings, *, session_factory: sessionmaker[Session], store: ImageStore, bus: EventBus
 ) -> JobContext:
     """The context a worker runs jobs in, with its own registry of warm pipelines."""
+    if settings.device_threads:
+        torch.set_num_threads(settings.device_threads)
     return JobContext(
         session_factory=session_factory,
         registry=ModelRegistry(
