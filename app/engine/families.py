@@ -65,11 +65,13 @@ class Family:
     guidance_argument: str = "guidance_scale"
     # Why shared-attention style is missing here, said in the 422 when asked.
     style_refusal: str = ""
+    # Classifier-free guidance runs only with a negative prompt (Qwen-Image): an empty one is sent as " ".
+    cfg_needs_negative: bool = False
 
 
 _TRANSFORMER_STYLE = (
-    "shared-attention style reaches UNet self-attention and the joint attention of SD3, FLUX.1 and "
-    "Z-Image transformers; this family's transformer is not covered yet"
+    "shared-attention style reaches UNet self-attention and the joint attention of SD3, FLUX.1, "
+    "Qwen-Image and Z-Image transformers; this family's transformer is not covered yet"
 )
 
 FAMILIES: tuple[Family, ...] = (
@@ -179,10 +181,12 @@ FAMILIES: tuple[Family, ...] = (
         "transformer",
         1024,
         patch=2,
-        capabilities=Capabilities(guidance_default=4.0, guidance_max=10.0, schedulers=False),
+        capabilities=Capabilities(
+            style_methods=("shared-attention",), guidance_default=4.0, guidance_max=10.0, schedulers=False
+        ),
         cuda_dtype="bfloat16",
         guidance_argument="true_cfg_scale",
-        style_refusal=_TRANSFORMER_STYLE,
+        cfg_needs_negative=True,
     ),
     Family(
         "zimage",

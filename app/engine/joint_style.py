@@ -53,9 +53,17 @@ def prepare(
     vae = pipeline.vae
     pictures = [reference.image.convert("RGB").resize((width, height)) for reference in references]
     pixels = pipeline.image_processor.preprocess(pictures, height=height, width=width)
-    latents = vae.encode(pixels.to(device=vae.device, dtype=vae.dtype)).latent_dist.mean
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    clean = (latents - shift) * vae.config.scaling_factor
+    pixels = pixels.to(device=vae.device, dtype=vae.dtype)
+    if getattr(vae.config, "latents_mean", None) is not None:
+        # Qwen-Image's video VAE: one frame in, latents normalised per channel.
+        latents = vae.encode(pixels.unsqueeze(2)).latent_dist.mean[:, :, 0]
+        mean = torch.tensor(vae.config.latents_mean, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(vae.config.latents_std, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1)
+        clean = (latents - mean) / std
+    else:
+        latents = vae.encode(pixels).latent_dist.mean
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        clean = (latents - shift) * vae.config.scaling_factor
     if hasattr(pipeline, "_pack_latents"):  # FLUX-style 2x2 packed tokens
         batch, channels, rows, columns = clean.shape
         clean = pipeline._pack_latents(clean, batch, channels, rows, columns)

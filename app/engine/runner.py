@@ -203,7 +203,9 @@ def run(
         "output_type": "pil",
     }
     if capabilities.negative_prompt:
-        arguments["negative_prompt"] = spec.negative_prompt or None
+        # An empty negative prompt is None, except where guidance needs one to run at all (Qwen-Image).
+        empty = " " if model.family.cfg_needs_negative and spec.guidance > 1 else None
+        arguments["negative_prompt"] = spec.negative_prompt or empty
     if capabilities.guidance != "none":
         arguments[model.family.guidance_argument] = spec.guidance
     # Every mode names its size: a transformer's image-to-image otherwise paints at its own default.

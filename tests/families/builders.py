@@ -13,11 +13,14 @@ from typing import Any
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderKLQwenImage,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     FluxFillPipeline,
     FluxPipeline,
     FluxTransformer2DModel,
+    QwenImagePipeline,
+    QwenImageTransformer2DModel,
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
     StableDiffusionPipeline,
@@ -32,6 +35,8 @@ from transformers import (
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
     Qwen2Tokenizer,
     Qwen3Config,
     Qwen3Model,
@@ -42,7 +47,16 @@ from transformers import (
 
 # The name a test asks for, the family the catalog must tell from the folder.
 SD1, SD2, SDXL, SD3, FLUX, ZIMAGE = "fam-sd1", "fam-sd2", "fam-sdxl", "fam-sd3", "fam-flux", "fam-zimage"
-FAMILY_OF = {SD1: "sd1", SD2: "sd2", SDXL: "sdxl", SD3: "sd3", FLUX: "flux", ZIMAGE: "zimage"}
+QWEN = "fam-qwenimage"
+FAMILY_OF = {
+    SD1: "sd1",
+    SD2: "sd2",
+    SDXL: "sdxl",
+    SD3: "sd3",
+    FLUX: "flux",
+    ZIMAGE: "zimage",
+    QWEN: "qwenimage",
+}
 # An SD 1.x inpainting checkpoint: its UNet takes 9 channels (latents, masked image, mask).
 SD1_INPAINT = "fam-sd1-inpaint"
 # FLUX.1 Fill: its transformer takes the masked image and the mask beside the latents; it only inpaints.
@@ -368,6 +382,54 @@ def build_zimage(folder: Path) -> Path:
     return folder
 
 
+def build_qwenimage(folder: Path) -> Path:
+    """Qwen-Image (2025): an MMDiT over a Qwen2.5-VL text encoder and a video-style VAE."""
+    torch.manual_seed(0)
+    tokenizer = qwen_tokenizer()
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2,
+        in_channels=16,
+        out_channels=4,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=3,
+        joint_attention_dim=16,
+        guidance_embeds=False,
+        axes_dims_rope=(8, 4, 4),
+    )
+    vae = AutoencoderKLQwenImage(
+        base_dim=24,
+        z_dim=4,
+        dim_mult=[1, 2, 4],
+        num_res_blocks=1,
+        temperal_downsample=[False, True],
+        latents_mean=[0.0] * 4,
+        latents_std=[1.0] * 4,
+    )
+    vocab = len(tokenizer)
+    text = {"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2}
+    rope = {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}
+    config = Qwen2_5_VLConfig(
+        text_config=text | {"num_key_value_heads": 2, "rope_scaling": rope, "rope_theta": 1e6, "vocab_size": vocab + 3},
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
+        hidden_size=16,
+        vocab_size=vocab + 3,
+        # Vision tokens past the text vocabulary: the studio only ever sends text.
+        vision_start_token_id=vocab,
+        vision_end_token_id=vocab + 1,
+        vision_token_id=vocab + 2,
+    )
+    pipeline = QwenImagePipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(),
+        tokenizer=tokenizer,
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
 BUILDERS = {
     SD1: build_sd,
     SD2: lambda folder: build_sd(folder, sd2=True),
@@ -375,6 +437,7 @@ BUILDERS = {
     SD3: build_sd3,
     FLUX: build_flux,
     ZIMAGE: build_zimage,
+    QWEN: build_qwenimage,
 }
 
 

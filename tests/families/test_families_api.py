@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.families.builders import FAMILY_OF, FLUX, FLUX_FILL, SD1, SD1_INPAINT, SD2, SD3, SDXL, ZIMAGE
+from tests.families.builders import FAMILY_OF, FLUX, FLUX_FILL, QWEN, SD1, SD1_INPAINT, SD2, SD3, SDXL, ZIMAGE
 
 ALL = list(FAMILY_OF)
 UNETS = [SD1, SD2, SDXL]
-TRANSFORMERS = [SD3, FLUX, ZIMAGE]
+TRANSFORMERS = [SD3, FLUX, ZIMAGE, QWEN]
 FINAL = {"succeeded", "failed", "cancelled"}
 
 

@@ -15,7 +15,7 @@ from app.engine.families import family_named, refusal
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
 from app.engine.style import StyleReference
-from tests.families.builders import FAMILY_OF, FLUX, SD1, SD3, SDXL, ZIMAGE
+from tests.families.builders import FAMILY_OF, FLUX, QWEN, SD1, SD3, SDXL, ZIMAGE
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_joint_attention_style_changes_a_z_image_painting(registry: ModelRegistr
     ("family", "mode", "style", "sentence"),
     [
         ("flux2", "txt2img", "shared-attention", "FLUX.2 can't use shared-attention style"),
-        ("qwenimage", "txt2img", "shared-attention", "Qwen-Image can't use shared-attention style"),
+        ("flux-fill", "inpaint", "shared-attention", "FLUX.1 Fill can't use shared-attention style"),
         ("flux2", "img2img", None, "this FLUX.2 model can't repaint a content image: FLUX.2 takes images"),
         ("flux-fill", "txt2img", None, "this FLUX.1 Fill model can't paint from a prompt alone"),
         ("sd3", "txt2img", "ip-adapter", "this Stable Diffusion 3.x model has no IP-Adapter"),
@@ -194,3 +194,13 @@ def test_real_sized_configs_give_the_familys_size_and_step(family_models_dir: Pa
 
     assert isinstance(found, ModelSpec)
     assert (found.default_width, found.default_height, found.size_step) == (1024, 1024, 16)
+
+
+def test_qwen_image_guidance_acts_without_a_negative_prompt(registry: ModelRegistry) -> None:
+    """Qwen-Image runs classifier-free guidance only with a negative prompt; an empty one still guides."""
+
+    def paint(guidance: float) -> np.ndarray:
+        spec = GenerationSpec(model=QWEN, prompt="a barn", seed=2, steps=2, guidance=guidance)
+        return as_array(run(registry, spec, device="cpu").images[0])
+
+    assert not np.array_equal(paint(1.0), paint(6.0))
