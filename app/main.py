@@ -32,6 +32,7 @@ from app.api import models as models_api
 from app.api import parameters as parameters_api
 from app.api import provenance as provenance_api
 from app.api import sharing as sharing_api
+from app.api import upscale as upscale_api
 from app.config import LOOPBACK_HOSTS, Settings, SettingsError, get_settings
 from app.db.migrate import upgrade_database
 from app.db.session import make_engine, make_session_factory
@@ -232,6 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(brushes_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(images_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(lineage_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(upscale_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(interpolation_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(parameters_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(provenance_api.router, prefix="/api", dependencies=[ApiCsrf])

@@ -90,6 +90,7 @@ class Action(enum.StrEnum):
     INPAINT = "inpaint"
     STYLE = "style"
     INTERPOLATE = "interpolate"
+    UPSCALE = "upscale"
 
 
 StyleMethod = Literal["shared-attention", "ip-adapter"]
@@ -307,6 +308,8 @@ class JobParams(BaseModel):
     interpolate: InterpolationWalk | None = None
     # LoRAs applied for the call, with their files' short hashes
     loras: list[LoraWeight] | None = None
+    # upscale: how many times larger than the source image it was painted (image-to-image, tiled VAE)
+    upscale_scale: float | None = None
     # a cell of a seed grid or prompt matrix
     batch: str | None = None
     batch_kind: str | None = None
@@ -330,6 +333,7 @@ class JobParams(BaseModel):
                 "batch_kind": None,
                 "batch_index": None,
                 "batch_label": None,
+                "upscale_scale": None,
             }
         )
 
@@ -357,6 +361,26 @@ class StyleFields(ParameterFields):
                 )
             if any(not 0.0 <= weight <= 2.0 for weight in self.style_weights) or sum(self.style_weights) <= 0:
                 raise ValueError("style_weights must be between 0 and 2, and not all 0")
+        return self
+
+
+class UpscaleFields(BaseModel):
+    """A larger version of one image of a generation: Lanczos-resized, then repainted lightly at the new size."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    image_index: int = Field(default=0, ge=0, le=7, title="image index", description="which image of the generation")
+    scale: float = Field(default=2.0, ge=1.25, le=4.0, title="scale")
+    strength: float = Field(default=0.3, gt=0.0, le=1.0, title="strength", description="how much is repainted")
+    steps: Steps = 20
+
+    @model_validator(mode="after")
+    def _some_step(self) -> UpscaleFields:
+        # Image-to-image runs steps x strength denoising steps; none would leave the resize unpainted.
+        if int(self.steps * self.strength) < 1:
+            raise ValueError(
+                f"strength {self.strength:g} of {self.steps} steps paints no step; raise the steps or the strength"
+            )
         return self
 
 

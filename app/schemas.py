@@ -32,6 +32,7 @@ from app.params import (
     Seed,
     StyleFields,
     StyleMethod,
+    UpscaleFields,
     check_side,
 )
 
@@ -248,6 +249,10 @@ class LineageOut(BaseModel):
     truncated: bool
     attribution: dict[str, int | str | None] | None
     root: LineageNodeOut
+
+
+class UpscaleRequest(UpscaleFields):
+    """POST /api/generations/{id}/upscale: which image, how much larger, how much repainted (see ``app.params``)."""
 
 
 class VaryRequest(BaseModel):

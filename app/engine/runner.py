@@ -104,6 +104,8 @@ class GenerationSpec:
     interpolate_to: InterpolationTarget | None = None
     # LoRAs loaded for this call only (see app.engine.loras)
     loras: list[LoraUse] = field(default_factory=list)
+    # upscaling: the VAE encodes and decodes in tiles at any size, so a large canvas stays within memory
+    tiled_vae: bool = False
     preview_every: int = 5
 
 
@@ -269,7 +271,7 @@ def run(
     # Only what this pipeline takes: an argument one family ignores is an error in another's call.
     accepted = inspect.signature(pipeline.__call__).parameters
     arguments = {key: value for key, value in arguments.items() if key in accepted}
-    _vae_tiling(pipeline, device, width * height)
+    _vae_tiling(pipeline, device, width * height, always=spec.tiled_vae)
 
     # 7. run, with shared attention installed only for this call
     groups = 2 if spec.guidance > 1 else 1
@@ -296,12 +298,12 @@ def run(
     return GenerationResult(images=images, seeds=seeds, seconds=time.perf_counter() - started)
 
 
-def _vae_tiling(pipeline: Any, device: str, pixels: int) -> None:
-    """Decodes in tiles on CUDA above ``VAE_TILING_PIXELS``; whole below it, where tiles only cost."""
+def _vae_tiling(pipeline: Any, device: str, pixels: int, *, always: bool = False) -> None:
+    """Decodes in tiles on CUDA above ``VAE_TILING_PIXELS`` (or ``always``: upscales); whole otherwise."""
     vae = getattr(pipeline, "vae", None)
     if vae is None or not hasattr(vae, "enable_tiling"):
         return
-    if device.startswith("cuda") and pixels > VAE_TILING_PIXELS:
+    if always or (device.startswith("cuda") and pixels > VAE_TILING_PIXELS):
         vae.enable_tiling()
     else:
         vae.disable_tiling()

@@ -181,6 +181,9 @@ def _notes(action: Action, parent: Generation, child: Generation) -> list[str]:
         return [f"remix of {who}'s #{origin.generation_id if origin else parent.id}"]
     if action == Action.VARY:
         return ["new seed"]
+    if action == Action.UPSCALE:
+        scale = child.params.upscale_scale
+        return [f"upscaled x{scale:g} from image #{child.source_image_id}" if scale else "upscaled"]
     if action == Action.INTERPOLATE:
         walk = child.params.interpolate
         frames = walk.frames if walk else child.n_images

@@ -9,10 +9,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, User
-from app.deps import CurrentUser, FormCsrf, SessionDep, SubmitDep, TemplatesDep
+from app.deps import CatalogDep, CurrentUser, FormCsrf, SessionDep, SubmitDep, TemplatesDep
 from app.http.csrf import csrf_token
-from app.params import MAX_ID, RowId, parse_row_id
-from app.services import explore, generations, lineage
+from app.params import MAX_ID, RowId, UpscaleFields, parse_row_id
+from app.services import explore, generations, lineage, upscale
 from app.services.errors import InvalidInput, NotFound
 from app.services.steps import action_of
 from app.web.errors import refused_page
@@ -176,6 +176,22 @@ def batch_page(
 def vary_form(generation_id: RowId, user: CurrentUser, submit: SubmitDep) -> Response:
     """The generation page's Vary button: a new seed, then the new generation's page."""
     generation = submit.through(explore.vary, owner=user, generation_id=generation_id)
+    return RedirectResponse(f"/generations/{generation.id}", status_code=303)
+
+
+@router.post("/partials/generations/{generation_id}/upscale")
+@refused_page(generation_again)
+def upscale_form(
+    generation_id: RowId, fields: FormFields, user: CurrentUser, catalog: CatalogDep, submit: SubmitDep
+) -> Response:
+    """An image's Upscale x2 button: twice the size, lightly repainted, then the new generation's page."""
+    text = str(fields.get("image_index", "0")).strip() or "0"
+    if not (text.isascii() and text.isdigit() and int(text) <= 7):
+        raise InvalidInput(f"image_index must be 0 to 7 (got {text[:20]!r})")
+    request = UpscaleFields(image_index=int(text))
+    generation = submit.through(
+        upscale.upscale, owner=user, generation_id=generation_id, request=request, catalog=catalog
+    )
     return RedirectResponse(f"/generations/{generation.id}", status_code=303)
 
 

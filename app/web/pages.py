@@ -154,6 +154,7 @@ STEP_WORDS: dict[str, str] = {
     "inpaint": "Inpainted from",
     "style": "Restyled from",
     "interpolate": "Interpolated from",
+    "upscale": "Upscaled from",
 }
 # The generation page's explore forms, by the name a refusal is shown next to.
 EXPLORE_FORMS = ("seeds", "matrix", "interpolate")

@@ -63,6 +63,7 @@ def spec_for(generation: Generation, session: Session, store: ImageStore) -> Gen
         if params.style_method is not None:
             spec.style_method = params.style_method
     spec.loras = [LoraUse(name=lora.name, weight=lora.weight) for lora in params.loras or []]
+    spec.tiled_vae = params.upscale_scale is not None
     if params.interpolate is not None:
         # A walk from this row's prompt and seed to another generation's (see services.interpolation).
         walk = params.interpolate
