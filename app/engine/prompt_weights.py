@@ -151,11 +151,24 @@ def embeddings(pipeline: Any, family: Family, prompt: str, negative_prompt: str 
         negative, negative_pooled = compel(to_compel(negative_prompt))
     else:
         positive, negative = compel(to_compel(prompt)), compel(to_compel(negative_prompt))
-    positive, negative = compel.pad_conditioning_tensors_to_same_length([positive, negative])
+    if positive.shape[1] != negative.shape[1]:
+        # compel's own padding does not work with two encoders (SDXL): pad with the empty prompt's
+        # embedding, one chunk at a time, as compel does for one encoder.
+        empty = compel("")[0] if pooled else compel("")
+        positive, negative = _padded(positive, empty, negative.shape[1]), _padded(negative, empty, positive.shape[1])
     arguments: dict[str, Any] = {"prompt_embeds": positive, "negative_prompt_embeds": negative}
     if pooled:
         arguments.update(pooled_prompt_embeds=positive_pooled, negative_pooled_prompt_embeds=negative_pooled)
     return arguments
+
+
+def _padded(embeds: Any, empty: Any, length: int) -> Any:
+    """``embeds`` grown to ``length`` tokens with the empty prompt's embedding."""
+    import torch
+
+    while embeds.shape[1] < length:
+        embeds = torch.cat([embeds, empty[:, : length - embeds.shape[1]].to(embeds.dtype)], dim=1)
+    return embeds
 
 
 def weigh(pipeline: Any, family: Family, arguments: dict[str, Any]) -> None:

@@ -107,3 +107,35 @@ def test_weighted_words_change_the_painting_and_weight_one_does_not(painter: tup
     plain = paint("a red boat")
     assert np.array_equal(paint("a (red:1) boat"), plain)
     assert np.abs(paint("a (red:1.8) boat") - plain).mean() > 0.5
+
+
+@pytest.fixture(scope="module")
+def clip_registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
+    """Tiny random SD 1.x and SDXL builds with CLIP text encoders (SDXL: two, one pooled)."""
+    from tests.families.builders import build_sd, build_sdxl
+
+    root = tmp_path_factory.mktemp("clip-models")
+    build_sd(root / "sd1")
+    build_sdxl(root / "sdxl")
+    return ModelRegistry(root, cache_size=2)
+
+
+@pytest.mark.parametrize("model", ["sd1", "sdxl"])
+def test_clip_families_weigh_words_and_paint_with_the_embeddings(clip_registry: ModelRegistry, model: str) -> None:
+    pipeline = clip_registry.pipeline(model, "cpu")
+    family = clip_registry.spec(model).family
+    assert family.capabilities.weighted_prompts
+    with torch.inference_mode():
+        plain = prompt_weights.embeddings(pipeline, family, "a red boat")
+        heavy = prompt_weights.embeddings(pipeline, family, "a (red:1.5) boat", "blur")
+        empty = prompt_weights.embeddings(pipeline, family, "")
+    # CLIP frames the prompt with its start token: "red" is the third position.
+    red = lambda embeds: float((embeds["prompt_embeds"][0, 2] - empty["prompt_embeds"][0, 2]).norm())  # noqa: E731
+    assert red(heavy) == pytest.approx(red(plain) * 1.5, rel=1e-3)
+    if model == "sdxl":
+        assert heavy["pooled_prompt_embeds"].shape == heavy["negative_pooled_prompt_embeds"].shape
+    spec = GenerationSpec(
+        model=model, prompt="a (red:1.5) boat AND a sun", seed=1, steps=2, width=64, height=64, scheduler="euler"
+    )
+    [image] = run(clip_registry, spec, device="cpu").images
+    assert image.size == (64, 64)
