@@ -51,3 +51,19 @@ def write_header_only(path: Path, tensors: dict[str, list[int]], metadata: dict[
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"\x00" * offset)
     return path
+
+
+def as_kohya(diffusers_file: Path, out_file: Path) -> Path:
+    """The same LoRA in kohya's layout (``lora_unet_..._to_q.lora_down.weight`` and an ``alpha`` per layer,
+    alpha = rank so the scale stays 1), as sd-scripts writes SD 1.x LoRAs."""
+    from safetensors.torch import load_file, save_file
+
+    kohya: dict[str, torch.Tensor] = {}
+    for key, tensor in load_file(diffusers_file).items():
+        module, kind = key.removeprefix("unet.").split(".lora.")
+        base = "lora_unet_" + module.replace(".", "_")
+        kohya[f"{base}.lora_{kind}"] = tensor
+        if kind == "down.weight":
+            kohya[f"{base}.alpha"] = torch.tensor(float(tensor.shape[0]))
+    save_file(kohya, out_file, metadata={"ss_network_module": "networks.lora"})
+    return out_file

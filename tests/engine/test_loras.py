@@ -14,7 +14,7 @@ from app.engine.loras import LoraUse
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
 from tests.engine.conftest import REPO_ROOT, STUDIO_TINY, STUDIO_TINY_READY
-from tests.tiny_lora import build_tiny_lora, write_header_only
+from tests.tiny_lora import as_kohya, build_tiny_lora, write_header_only
 from tests.tiny_pipeline import TINY
 
 
@@ -24,6 +24,7 @@ def lora_models(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     root = tmp_path_factory.mktemp("lora-models")
     shutil.copytree(tiny_models_dir / TINY, root / TINY)
     build_tiny_lora(root / TINY, root / "loras" / "ink.safetensors")
+    as_kohya(root / "loras" / "ink.safetensors", root / "loras" / "ink-kohya.safetensors")
     if STUDIO_TINY_READY:
         (root / STUDIO_TINY).symlink_to(REPO_ROOT / "models" / STUDIO_TINY, target_is_directory=True)
         build_tiny_lora(root / STUDIO_TINY, root / "loras" / "studio" / "ink.safetensors")
@@ -89,8 +90,22 @@ def test_an_unknown_lora_fails_the_call_and_leaves_the_pipeline_clean(lora_regis
     assert np.array_equal(_paint(lora_registry, TINY, []), plain)
 
 
+def test_a_kohya_layout_lora_paints_as_its_diffusers_layout_twin(lora_registry: ModelRegistry) -> None:
+    diffusers_layout = _paint(lora_registry, TINY, [LoraUse("ink", 0.8)])
+    kohya_layout = _paint(lora_registry, TINY, [LoraUse("ink-kohya", 0.8)])
+    assert np.array_equal(kohya_layout, diffusers_layout)
+    assert np.abs(kohya_layout - _paint(lora_registry, TINY, [])).mean() > 1.0
+
+
+def test_two_loras_at_once_differ_from_either_alone(lora_registry: ModelRegistry) -> None:
+    one = _paint(lora_registry, TINY, [LoraUse("ink", 1.0)])
+    both = _paint(lora_registry, TINY, [LoraUse("ink", 1.0), LoraUse("ink-kohya", 1.0)])
+    assert np.abs(both - one).mean() > 1.0
+
+
 def test_scan_lists_names_sizes_and_the_fit_of_each_file(lora_models: Path) -> None:
     found = {lora.name: lora for lora in loras.scan(lora_models)}
+    assert found["ink-kohya"].cross_attention_dim == 32
     ink = found["ink"]
     assert ink.size == (lora_models / "loras" / "ink.safetensors").stat().st_size
     # The tiny UNet's cross-attention is 32 wide: no public family, but the width is known.
