@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timedelta
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
