@@ -153,3 +153,27 @@ def test_a_nan_weight_is_refused(idle_lora_client: TestClient) -> None:
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 422
+
+
+def test_loras_ride_along_on_inpaint_jobs_and_variations(idle_lora_client: TestClient) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(buffer, format="PNG")
+    upload = idle_lora_client.post("/api/uploads", files={"file": ("p.png", buffer.getvalue(), "image/png")})
+    assert upload.status_code == 201, upload.text
+    inpaint = idle_lora_client.post(
+        "/api/generate/inpaint",
+        json={
+            "prompt": "a yellow sun",
+            "image_id": upload.json()["id"],
+            "outpaint": {"right": 16},
+            "loras": [{"name": "ink", "weight": 0.7}],
+        },
+    )
+    assert inpaint.status_code == 202, inpaint.text
+    [recorded] = idle_lora_client.get(f"/api/generations/{inpaint.json()['id']}").json()["loras"]
+    assert (recorded["name"], recorded["weight"]) == ("ink", 0.7)
+
+    varied = idle_lora_client.post(f"/api/generations/{inpaint.json()['id']}/vary", json={"seed": 5})
+    assert varied.status_code == 202, varied.text
+    [inherited] = idle_lora_client.get(f"/api/generations/{varied.json()['id']}").json()["loras"]
+    assert inherited == recorded
