@@ -107,6 +107,29 @@ class LoraWeight(BaseModel):
     hash: str | None = Field(default=None, max_length=64, exclude_if=lambda value: value is None)
 
 
+MAX_REGIONS = 4
+
+
+class Region(BaseModel):
+    """A prompt painted inside a box of the canvas (fractions: x0, y0, x1, y1), on top of the base prompt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=True)
+
+    prompt: Prompt
+    box: tuple[float, float, float, float] = Field(title="box", description="x0, y0, x1, y1 as fractions 0..1")
+    weight: float = Field(default=1.0, gt=0.0, le=4.0, title="region weight")
+
+    @field_validator("box")
+    @classmethod
+    def _box(cls, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = box
+        if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+            raise ValueError(
+                f"box must be x0, y0, x1, y1 with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 (got {list(box)})"
+            )
+        return box
+
+
 def check_loras(loras: list[LoraWeight]) -> list[LoraWeight]:
     names = [lora.name for lora in loras]
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -203,6 +226,13 @@ class ParameterFields(BaseModel):
     scheduler: SchedulerName = DEFAULT_SCHEDULER
     parent_id: int | None = Field(default=None, ge=1, le=MAX_ID, title="refined generation")
     loras: list[LoraWeight] = Field(default_factory=list, max_length=MAX_LORAS, title="LoRAs")
+    regions: list[Region] = Field(default_factory=list, max_length=MAX_REGIONS, title="regions")
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _no_regions_text(cls, value: Any) -> Any:
+        # The studio form has no region editor yet: its empty field means none.
+        return [] if value == "" else value
 
     @field_validator("loras", mode="before")
     @classmethod
@@ -308,6 +338,8 @@ class JobParams(BaseModel):
     interpolate: InterpolationWalk | None = None
     # LoRAs applied for the call, with their files' short hashes
     loras: list[LoraWeight] | None = None
+    # regional prompts: a prompt per box on top of the base prompt
+    regions: list[Region] | None = None
     # upscale: how many times larger than the source image it was painted (image-to-image, tiled VAE)
     upscale_scale: float | None = None
     # a cell of a seed grid or prompt matrix

@@ -28,6 +28,7 @@ from app.params import (
     Outpaint,
     ParameterFields,
     Parameters,
+    Region,
     SchedulerName,
     Seed,
     StyleFields,
@@ -111,6 +112,7 @@ class GenerationOut(Parameters):
     queue_position: int | None = None
     estimated_wait_s: float | None = None
     loras: list[LoraWeight] = Field(default_factory=list, description="LoRAs it was painted with, and their hashes")
+    regions: list[Region] = Field(default_factory=list, description="prompts painted in boxes of the canvas")
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
@@ -148,6 +150,7 @@ class ModelCapabilities(BaseModel):
     guidance_default: float
     schedulers: bool
     weighted_prompts: bool = False
+    regional_prompts: bool = False
     limits: str
 
 

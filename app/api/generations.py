@@ -36,7 +36,12 @@ def generation_out(
         wait_s = estimates.wait_seconds(session, generation, queue_position=position)  # type: ignore[arg-type]
     out = GenerationOut.model_validate(generation)
     return out.model_copy(
-        update={"queue_position": position, "estimated_wait_s": wait_s, "loras": generation.params.loras or []}
+        update={
+            "queue_position": position,
+            "estimated_wait_s": wait_s,
+            "loras": generation.params.loras or [],
+            "regions": generation.params.regions or [],
+        }
     )
 
 

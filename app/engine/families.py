@@ -43,6 +43,8 @@ class Capabilities:
     # Weighted prompts ((word:1.3), [word], word++, AND) read through compel: the CLIP-style text
     # encoders of the UNet families (and studio-tiny's MiniLM); other families take the text as is.
     weighted_prompts: bool = False
+    # A prompt per box by masked cross-attention (app/engine/regions.py): UNet families with one text encoder.
+    regional_prompts: bool = False
     # Why some modes are missing, said in the refusal.
     limits: str = ""
 
@@ -81,7 +83,7 @@ FAMILIES: tuple[Family, ...] = (
         frozenset({"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"}),
         "unet",
         512,
-        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True),
+        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True, regional_prompts=True),
     ),
     Family(
         "sd2",
@@ -89,7 +91,7 @@ FAMILIES: tuple[Family, ...] = (
         frozenset({"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"}),
         "unet",
         768,
-        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True),
+        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True, regional_prompts=True),
     ),
     Family(
         "sdxl",

@@ -24,11 +24,12 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
-from app.engine import joint_style, prompt_weights, style
+from app.engine import joint_style, prompt_weights, regions, style
 from app.engine.families import Family, refusal
 from app.engine.inpaint import Outpaint, composite, extend_canvas, fit_mask
 from app.engine.loras import LoraUse, applied
 from app.engine.previews import latents_preview
+from app.engine.regions import RegionPrompt
 from app.engine.registry import ModelRegistry, PipelineMode
 from app.engine.style import StyleReference
 
@@ -106,6 +107,8 @@ class GenerationSpec:
     loras: list[LoraUse] = field(default_factory=list)
     # upscaling: the VAE encodes and decodes in tiles at any size, so a large canvas stays within memory
     tiled_vae: bool = False
+    # regional prompts: a prompt per box, by masked cross-attention (see app.engine.regions)
+    regions: list[RegionPrompt] = field(default_factory=list)
     preview_every: int = 5
 
 
@@ -276,8 +279,13 @@ def run(
     # 7. run, with shared attention installed only for this call
     groups = 2 if spec.guidance > 1 else 1
     # LoRAs load outside inference mode (their layers are parameters) and unload after the call.
-    with applied(pipeline, spec.loras, registry.models_dir), torch.inference_mode():
-        # Weighted prompts become embeddings here, after the LoRAs, which may reach the text encoder too.
+    with (
+        applied(pipeline, spec.loras, registry.models_dir),
+        torch.inference_mode(),
+        regions.applied(pipeline, spec.regions, arguments, width=width, height=height),
+    ):
+        # Weighted prompts become embeddings here, after the LoRAs, which may reach the text encoder too
+        # (a regional call has its embeddings already and is left as it is).
         prompt_weights.weigh(pipeline, model.family, arguments)
         if setup is not None:
             with style.shared_attention(pipeline.unet, spec.style_references, spec.style_strength, groups=groups):

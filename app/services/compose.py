@@ -36,6 +36,14 @@ def new_generation(request: ParameterFields, *, mode: Mode, catalog: ModelCatalo
             )
     given = request.model_dump(include=set(Parameters.names()) - {"strength"})
     asked_loras = loras.checked(request.loras, model=spec, models_dir=catalog.models_dir)
+    if request.regions:
+        if mode != Mode.TXT2IMG:
+            raise InvalidInput("regions are painted on prompt jobs only (not style or inpaint jobs)")
+        if not spec.capabilities.regional_prompts:
+            raise InvalidInput(
+                f"model {spec.name!r} ({spec.family.label}) does not take regional prompts; "
+                "they mask the cross-attention of UNet models with one text encoder (SD 1.x, 2.x)"
+            )
     return NewGeneration(
         mode=mode,
         **given
@@ -45,7 +53,7 @@ def new_generation(request: ParameterFields, *, mode: Mode, catalog: ModelCatalo
             "height": request.height or spec.default_height,
         },
         parent_id=request.parent_id,
-        params=JobParams(loras=asked_loras or None),
+        params=JobParams(loras=asked_loras or None, regions=list(request.regions) or None),
     )
 
 

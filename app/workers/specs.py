@@ -11,6 +11,7 @@ from app.db.models import Generation, ImageKind, Mode
 from app.db.models import Image as ImageRow
 from app.engine.inpaint import Outpaint as EngineOutpaint
 from app.engine.loras import LoraUse
+from app.engine.regions import RegionPrompt
 from app.engine.runner import GenerationSpec, InterpolationTarget
 from app.engine.style import StyleReference
 from app.params import Parameters
@@ -64,6 +65,9 @@ def spec_for(generation: Generation, session: Session, store: ImageStore) -> Gen
             spec.style_method = params.style_method
     spec.loras = [LoraUse(name=lora.name, weight=lora.weight) for lora in params.loras or []]
     spec.tiled_vae = params.upscale_scale is not None
+    spec.regions = [
+        RegionPrompt(prompt=region.prompt, box=region.box, weight=region.weight) for region in params.regions or []
+    ]
     if params.interpolate is not None:
         # A walk from this row's prompt and seed to another generation's (see services.interpolation).
         walk = params.interpolate
