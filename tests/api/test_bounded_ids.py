@@ -161,7 +161,8 @@ def test_form_and_query_ids_out_of_range_name_nothing(loose_client: TestClient, 
     gallery_id = gallery.json()["id"]
 
     added = _send(loose_client, "POST", f"/galleries/{gallery_id}/items", token, data={"image_id": number})
-    assert added.status_code == 422 and "choose an image to add" in added.text
+    # Answered in place on the gallery's page, as any typo in its forms.
+    assert added.status_code == 200 and "choose an image to add" in added.text
     picked = _send(loose_client, "POST", "/pick", token, data={"winner": number, "loser": "1"})
     assert picked.status_code == 422 and "pick one of the two images" in picked.text
     walk = _send(loose_client, "POST", "/partials/generations/1/interpolate", token, data={"to_id": number})
@@ -171,7 +172,7 @@ def test_form_and_query_ids_out_of_range_name_nothing(loose_client: TestClient, 
     studio = loose_client.get(f"/?style={number}")
     assert studio.status_code == 200
     shared = _send(loose_client, "POST", f"/galleries/{gallery_id}/share", token, data={"expires_in_hours": number})
-    assert shared.status_code == 422 and "366 days" in shared.text
+    assert shared.status_code == 200 and "366 days" in shared.text  # answered on the gallery page
     # The server is still answering after all of it.
     assert loose_client.get("/healthz").status_code in (200, 503)
 
