@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from app.engine import safetensors_header
+
 LORAS_FOLDER = "loras"
-# A header past this size is not a LoRA the studio will read (real ones are a few hundred KiB).
-_MAX_HEADER_BYTES = 64 * 1024 * 1024
 
 # Cross-attention width (the text encoder's hidden size) of the UNet families.
 _CROSS_ATTENTION_FAMILIES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
@@ -64,20 +63,10 @@ class UnreadableLora(ValueError):
 
 def read_header(path: Path) -> dict[str, Any]:
     """The safetensors header: tensor names to dtype/shape, and ``__metadata__``."""
-    with path.open("rb") as file:
-        prefix = file.read(8)
-        if len(prefix) < 8:
-            raise UnreadableLora(f"{path.name} is too short to be a safetensors file")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > _MAX_HEADER_BYTES:
-            raise UnreadableLora(f"{path.name} has a {length}-byte header; not a LoRA")
-        try:
-            header = json.loads(file.read(length))
-        except ValueError as error:
-            raise UnreadableLora(f"{path.name} has an unreadable header: {error}") from error
-    if not isinstance(header, dict):
-        raise UnreadableLora(f"{path.name} has an unreadable header")
-    return header
+    try:
+        return safetensors_header.read_header(path)
+    except safetensors_header.UnreadableSafetensors as error:
+        raise UnreadableLora(str(error)) from error
 
 
 def _cross_attention_dim(header: dict[str, Any]) -> int | None:
@@ -169,8 +158,7 @@ def mismatch(lora: LoraFile, *, family: str, family_label: str, model_dim: int |
 def _addnet_hash(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
-        (length,) = struct.unpack("<Q", file.read(8))
-        file.seek(8 + length)
+        file.seek(8 + safetensors_header.header_length(file, Path(path).name))
         for block in iter(lambda: file.read(1024 * 1024), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -17,11 +17,11 @@ import gzip
 import json
 import logging
 import shutil
-import struct
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from app.engine import safetensors_header
 from app.engine.catalog import (
     IMPORT_FAILED_SUFFIX,
     PICKLE_SUFFIXES,
@@ -36,7 +36,6 @@ CONFIGS = Path(__file__).with_name("checkpoint_configs")
 CLIP_BPE = CONFIGS / "clip" / "bpe_simple_vocab_16e6.txt.gz"
 # The families whose configs the studio ships; the rest need a config folder.
 SHIPPED = ("sd1", "sdxl")
-_HEADER_LIMIT = 100 * 1024 * 1024
 
 
 class CheckpointError(ValueError):
@@ -45,19 +44,10 @@ class CheckpointError(ValueError):
 
 def header(file: Path) -> dict[str, Any]:
     """The safetensors header: each tensor's dtype and shape by name, read without loading weights."""
-    with file.open("rb") as stream:
-        prefix = stream.read(8)
-        if len(prefix) != 8:
-            raise CheckpointError(f"{file.name} is not a safetensors file (too short)")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > _HEADER_LIMIT:
-            raise CheckpointError(f"{file.name} is not a safetensors file (header of {length} bytes)")
-        try:
-            data = json.loads(stream.read(length))
-        except ValueError as error:
-            raise CheckpointError(f"{file.name} is not a safetensors file: {error}") from error
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{file.name} is not a safetensors file")
+    try:
+        data = safetensors_header.read_header(file)
+    except safetensors_header.UnreadableSafetensors as error:
+        raise CheckpointError(str(error)) from error
     data.pop("__metadata__", None)
     return data
 
