@@ -286,6 +286,28 @@ def cancel(session: Session, *, generation_id: int, user: User) -> Generation:
     return generation
 
 
+def _requeue_or_fail(session: Session, *, where: tuple[ColumnElement[bool], ...], max_attempts: int, error: str) -> int:
+    """Running jobs matching ``where`` go back to the queue, or fail with ``error`` once past the bound.
+
+    Both updates carry ``where``, so a job that changes in between (completed, beat, cancelled)
+    is touched by neither, and the two touch disjoint rows. Returns how many rows changed.
+    """
+    failed = session.execute(
+        update(Generation)
+        .where(*where, Generation.attempts >= max_attempts)
+        .values(status=Status.FAILED, finished_at=utcnow(), error=error)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    requeued = session.execute(
+        update(Generation)
+        .where(*where, Generation.attempts < max_attempts)
+        .values(status=Status.QUEUED, worker=None, heartbeat_at=None, started_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return int(failed) + int(requeued)
+
+
 def requeue_stale(session: Session, *, stale_after: timedelta, max_attempts: int) -> int:
     """Return jobs whose worker stopped heart-beating to the queue, or fail them after the bound.
 
@@ -294,62 +316,32 @@ def requeue_stale(session: Session, *, stale_after: timedelta, max_attempts: int
     requeued: its next heartbeat or complete() is refused and it stops.
     """
     cutoff = utcnow() - stale_after
-    stale = (
-        Generation.status == Status.RUNNING,
-        or_(Generation.heartbeat_at.is_(None), Generation.heartbeat_at < cutoff),
-    )
     seconds = int(stale_after.total_seconds())
-    failed = session.execute(
-        update(Generation)
-        .where(*stale, Generation.attempts >= max_attempts)
-        .values(
-            status=Status.FAILED,
-            finished_at=utcnow(),
-            error=f"the worker stopped responding (no heartbeat for {seconds} s) on each of "
-            f"{max_attempts} attempts (the most it tries, STUDIO_MAX_ATTEMPTS); giving up",
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    requeued = session.execute(
-        update(Generation)
-        .where(*stale, Generation.attempts < max_attempts)
-        .values(status=Status.QUEUED, worker=None, heartbeat_at=None, started_at=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    session.commit()
-    return int(failed) + int(requeued)
+    return _requeue_or_fail(
+        session,
+        where=(
+            Generation.status == Status.RUNNING,
+            or_(Generation.heartbeat_at.is_(None), Generation.heartbeat_at < cutoff),
+        ),
+        max_attempts=max_attempts,
+        error=f"the worker stopped responding (no heartbeat for {seconds} s) on each of "
+        f"{max_attempts} attempts (the most it tries, STUDIO_MAX_ATTEMPTS); giving up",
+    )
 
 
 def requeue_interrupted(session: Session, *, worker_prefix: str, max_attempts: int = 3) -> int:
     """On start-up: jobs that were running in this pool's workers go back to the queue.
 
     A job interrupted on its last allowed attempt fails instead: a job that crashes the process
-    itself would otherwise crash it again at every start. Both updates re-check the status and
-    the prefix, so they touch disjoint rows. Returns how many rows changed (requeued or failed).
+    itself would otherwise crash it again at every start. Returns how many rows changed.
     """
-    interrupted = (
-        Generation.status == Status.RUNNING,
-        Generation.worker.startswith(worker_prefix, autoescape=True),
+    return _requeue_or_fail(
+        session,
+        where=(Generation.status == Status.RUNNING, Generation.worker.startswith(worker_prefix, autoescape=True)),
+        max_attempts=max_attempts,
+        error=f"the studio stopped while painting this on each of {max_attempts} attempts "
+        "(the most it tries, STUDIO_MAX_ATTEMPTS); giving up, in case the job itself stops it",
     )
-    failed = session.execute(
-        update(Generation)
-        .where(*interrupted, Generation.attempts >= max_attempts)
-        .values(
-            status=Status.FAILED,
-            finished_at=utcnow(),
-            error=f"the studio stopped while painting this on each of {max_attempts} attempts "
-            "(the most it tries, STUDIO_MAX_ATTEMPTS); giving up, in case the job itself stops it",
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    requeued = session.execute(
-        update(Generation)
-        .where(*interrupted, Generation.attempts < max_attempts)
-        .values(status=Status.QUEUED, worker=None, heartbeat_at=None, started_at=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    session.commit()
-    return int(failed) + int(requeued)
 
 
 def release(session: Session, *, generation_id: int, worker: str) -> bool:
