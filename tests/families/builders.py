@@ -262,13 +262,14 @@ def build_sd3(folder: Path) -> Path:
     return folder
 
 
-def build_flux(folder: Path) -> Path:
-    """FLUX.1 dev-like: guidance embedded (distilled guidance), CLIP pooled text plus T5."""
+def _flux_parts(*, in_channels: int, out_channels: int | None, vae_blocks: int) -> dict[str, Any]:
+    """A tiny FLUX.1 transformer with guidance embedded (distilled guidance), CLIP pooled text and T5."""
     torch.manual_seed(0)
     tokenizer, t5 = clip_tokenizer(), t5_tokenizer()
     transformer = FluxTransformer2DModel(
         patch_size=1,
-        in_channels=4,
+        in_channels=in_channels,
+        out_channels=out_channels,
         num_layers=1,
         num_single_layers=1,
         attention_head_dim=16,
@@ -278,45 +279,27 @@ def build_flux(folder: Path) -> Path:
         axes_dims_rope=[4, 4, 8],
         guidance_embeds=True,
     )
-    pipeline = FluxPipeline(
-        transformer=transformer,
-        vae=_flow_vae(1),
-        text_encoder=CLIPTextModel(_clip_config(tokenizer)),
-        text_encoder_2=_t5(t5),
-        tokenizer=tokenizer,
-        tokenizer_2=t5,
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-    )
+    return {
+        "transformer": transformer,
+        "vae": _flow_vae(vae_blocks),
+        "text_encoder": CLIPTextModel(_clip_config(tokenizer)),
+        "text_encoder_2": _t5(t5),
+        "tokenizer": tokenizer,
+        "tokenizer_2": t5,
+        "scheduler": FlowMatchEulerDiscreteScheduler(),
+    }
+
+
+def build_flux(folder: Path) -> Path:
+    """FLUX.1 dev-like: guidance embedded (distilled guidance), CLIP pooled text plus T5."""
+    pipeline = FluxPipeline(**_flux_parts(in_channels=4, out_channels=None, vae_blocks=1))
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
 
 
 def build_flux_fill(folder: Path) -> Path:
     """FLUX.1 Fill: packed latents (4) + packed masked-image latents (4) + the packed mask (4 x 3)."""
-    torch.manual_seed(0)
-    tokenizer, t5 = clip_tokenizer(), t5_tokenizer()
-    transformer = FluxTransformer2DModel(
-        patch_size=1,
-        in_channels=20,
-        out_channels=8,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        pooled_projection_dim=32,
-        axes_dims_rope=[4, 4, 8],
-        guidance_embeds=True,
-    )
-    pipeline = FluxFillPipeline(
-        transformer=transformer,
-        vae=_flow_vae(2),
-        text_encoder=CLIPTextModel(_clip_config(tokenizer)),
-        text_encoder_2=_t5(t5),
-        tokenizer=tokenizer,
-        tokenizer_2=t5,
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-    )
+    pipeline = FluxFillPipeline(**_flux_parts(in_channels=20, out_channels=8, vae_blocks=2))
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
 
