@@ -125,8 +125,15 @@ class Watch:
 
 def new_context(browser: Any, base_url: str, viewport: str) -> tuple[Any, Watch]:
     phone = viewport == "phone"
+    # Reduced motion: a card fading in as a job ends is half transparent for a quarter second,
+    # which axe-core would read as low contrast depending on when it looks.
     context = browser.new_context(
-        base_url=base_url, viewport=VIEWPORTS[viewport], has_touch=phone, is_mobile=phone, device_scale_factor=1
+        base_url=base_url,
+        viewport=VIEWPORTS[viewport],
+        has_touch=phone,
+        is_mobile=phone,
+        device_scale_factor=1,
+        reduced_motion="reduce",
     )
     context.route(
         f"{base_url}{AXE_PATH}", lambda route: route.fulfill(path=str(AXE_JS), content_type="text/javascript")
