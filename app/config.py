@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     device_threads: int = Field(default=0, ge=0, le=256)
     # On CUDA: keep weights in CPU memory and move each component onto the GPU while it runs.
     low_vram: bool = False
+    # Images one pipeline call may paint for queued jobs that can share it (dynamic batching):
+    # 0 chooses per device (8 on the CPU, by free memory on CUDA), 1 paints every job alone.
+    max_batch: int = Field(default=0, ge=0, le=64)
     heartbeat_seconds: float = 2.0
     stale_after_seconds: float = 60.0
     max_attempts: int = 3
