@@ -5,7 +5,7 @@ The Generation row is the queue; every transition here is one guarded statement.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -129,20 +129,10 @@ def claim(session: Session, *, worker: str, warm_models: Sequence[str] = ()) -> 
     The ranking is computed from the statement's snapshot; a job enqueued at the same instant
     may be ordered as if it were not there yet, which only shifts fairness by one claim.
     """
-    now = utcnow()
     stmt = (
         update(Generation)
         .where(Generation.id == _next_job(session, warm_models).scalar_subquery(), Generation.status == Status.QUEUED)
-        .values(
-            status=Status.RUNNING,
-            worker=worker,
-            claimed_at=now,
-            started_at=now,
-            heartbeat_at=now,
-            finished_at=None,
-            error=None,
-            attempts=Generation.attempts + 1,
-        )
+        .values(**_claimed_by(worker))
         .returning(Generation.id)
         .execution_options(synchronize_session=False)
     )
@@ -151,6 +141,68 @@ def claim(session: Session, *, worker: str, warm_models: Sequence[str] = ()) -> 
     if generation_id is None:
         return None
     return session.get(Generation, generation_id, populate_existing=True)
+
+
+def _claimed_by(worker: str) -> dict[str, Any]:
+    """What a claim writes: the job runs under ``worker`` from now, on one more attempt."""
+    now = utcnow()
+    return {
+        "status": Status.RUNNING,
+        "worker": worker,
+        "claimed_at": now,
+        "started_at": now,
+        "heartbeat_at": now,
+        "finished_at": None,
+        "error": None,
+        "attempts": Generation.attempts + 1,
+    }
+
+
+# A claim that lost the job to another worker between reading and claiming it reads the next again.
+CLAIM_RACE_RETRIES = 3
+
+
+def claim_next_if(
+    session: Session, *, worker: str, accept: Callable[[Generation], bool], warm_models: Sequence[str] = ()
+) -> Generation | None:
+    """Claims the next job in the fair order only if ``accept`` takes it; None when it doesn't or none waits.
+
+    Dynamic batching's claim (``app.services.batching``): the job ``claim`` would give this worker
+    next, or nothing. A job ``accept`` refuses stays queued, and so does every job behind it, so
+    nothing is ever claimed out of the fair order.
+
+    The next job is read first, then claimed by one guarded UPDATE (``status = 'queued'``), so two
+    workers never both claim it:
+    - PostgreSQL: the read locks the row (FOR UPDATE SKIP LOCKED) until the commit, so nobody
+      claims it in between; a worker racing us skips it and reads the job after it.
+    - SQLite: the read takes no lock (the driver begins the transaction at the UPDATE), so another
+      worker may claim the job in between; then the UPDATE touches no row and the next job in the
+      fair order is read again, a few times at most.
+    """
+    for _ in range(CLAIM_RACE_RETRIES):
+        candidate_id = session.scalar(_next_job(session, warm_models))
+        candidate = session.get(Generation, candidate_id, populate_existing=True) if candidate_id else None
+        if candidate is None:
+            session.rollback()
+            return None
+        if candidate.status != Status.QUEUED:  # SQLite: claimed since we read the order
+            session.rollback()
+            continue
+        if not accept(candidate):
+            session.rollback()
+            return None
+        stmt = (
+            update(Generation)
+            .where(Generation.id == candidate.id, Generation.status == Status.QUEUED)
+            .values(**_claimed_by(worker))
+            .returning(Generation.id)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = session.execute(stmt).scalar_one_or_none()
+        session.commit()
+        if claimed is not None:
+            return session.get(Generation, claimed, populate_existing=True)
+    return None
 
 
 def queue_positions(session: Session, generations: Iterable[Generation]) -> dict[int, int]:
