@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from app.api import admin as admin_api
+from app.api import attention as attention_api
 from app.api import auth as auth_api
 from app.api import brushes as brushes_api
 from app.api import events as events_api
@@ -49,6 +50,7 @@ from app.middleware import (
 from app.services.errors import InvalidInput, RateLimited, StudioError
 from app.services.storage import ImageStore
 from app.web import accounts as accounts_pages
+from app.web import attention as attention_pages
 from app.web import brushes as brush_pages
 from app.web import galleries as galleries_pages
 from app.web import interpolation as interpolation_pages
@@ -232,6 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_api.router, prefix="/api")
     app.include_router(brushes_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(images_api.router, prefix="/api", dependencies=[ApiCsrf])
+    app.include_router(attention_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(lineage_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(upscale_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(interpolation_api.router, prefix="/api", dependencies=[ApiCsrf])
@@ -253,4 +256,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(interpolation_pages.router)
     app.include_router(preview_pages.router)
     app.include_router(provenance_pages.router)
+    app.include_router(attention_pages.router)
     return app

@@ -24,7 +24,8 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
-from app.engine import joint_style, prompt_weights, regions, style
+from app.engine import attention_maps, joint_style, prompt_weights, regions, style
+from app.engine.attention_maps import WordMaps
 from app.engine.families import Family, refusal
 from app.engine.inpaint import Outpaint, composite, extend_canvas, fit_mask
 from app.engine.loras import LoraUse, applied
@@ -110,6 +111,8 @@ class GenerationSpec:
     # regional prompts: a prompt per box, by masked cross-attention (see app.engine.regions)
     regions: list[RegionPrompt] = field(default_factory=list)
     preview_every: int = 5
+    # where each word of the prompt landed: cross-attention maps recorded during the call (UNet families)
+    record_attention: bool = True
 
 
 @dataclass
@@ -117,6 +120,8 @@ class GenerationResult:
     images: list[Image.Image]
     seeds: list[int]
     seconds: float
+    # one per image: its prompt's words and their attention maps, None where none were recorded
+    attention: list[WordMaps | None] = field(default_factory=list)
 
 
 def image_seeds(seed: int, n_images: int) -> list[int]:
@@ -283,6 +288,8 @@ def run(
         applied(pipeline, spec.loras, registry.models_dir),
         torch.inference_mode(),
         regions.applied(pipeline, spec.regions, arguments, width=width, height=height),
+        # Innermost, so it wraps whatever cross-attention processors the features above installed.
+        attention_maps.recording(pipeline, width=width, height=height, enabled=spec.record_attention) as recorded,
     ):
         # Weighted prompts become embeddings here, after the LoRAs, which may reach the text encoder too
         # (a regional call has its embeddings already and is left as it is).
@@ -299,11 +306,12 @@ def run(
         else:
             output = pipeline(**arguments)
     images = list(output.images)[skip:]
+    attention = recorded.word_maps(getattr(pipeline, "tokenizer", None), [spec.prompt] * len(images), skip=skip)
 
     # 8. inpainting keeps the unmasked pixels exactly as they were
     if spec.mode == "inpaint" and init_image is not None and mask_image is not None:
         images = [composite(init_image, image, mask_image, spec.mask_blur) for image in images]
-    return GenerationResult(images=images, seeds=seeds, seconds=time.perf_counter() - started)
+    return GenerationResult(images=images, seeds=seeds, seconds=time.perf_counter() - started, attention=attention)
 
 
 def _vae_tiling(pipeline: Any, device: str, pixels: int, *, always: bool = False) -> None:

@@ -1,6 +1,7 @@
 """Image store: content-addressed PNG files and their WebP thumbnails on disk.
 
-A file's name is the SHA-256 of its bytes (``root/ab/cd/<sha256>.png``), so the same picture is
+A file's name is the SHA-256 of its bytes (``root/ab/cd/<sha256>.png``; a painting's attention maps
+beside it under ``root/attention/ab/<sha256>.npz``), so the same picture is
 stored once, a path is never built from anything a user typed, and a file never changes once
 written. Writes go to a temporary file in the destination directory and are moved into place
 with ``os.replace``: a reader sees the whole file or none, and two workers writing the same
@@ -75,6 +76,14 @@ class ImageStore:
             _write_atomically(thumb, imageio.make_thumbnail(image, max_side=max_side))
         return thumb
 
+    def attention_path(self, sha256: str) -> Path:
+        """Where the attention maps of a stored PNG are kept (written by app.services.attention)."""
+        sha256 = self._checked(sha256)
+        return self.root / "attention" / sha256[:2] / f"{sha256}.npz"
+
+    def put_attention(self, sha256: str, data: bytes) -> None:
+        _write_atomically(self.attention_path(sha256), data)
+
     def hashes(self, *, older_than: float) -> list[str]:
         """The hashes of stored PNGs last written before ``older_than`` (a POSIX time)."""
         found = []
@@ -91,6 +100,7 @@ class ImageStore:
         """Deletes a PNG and its thumbnail; False when there was no such file."""
         sha256 = self._checked(sha256)
         (self.root / "thumbs" / sha256[:2] / f"{sha256}.webp").unlink(missing_ok=True)
+        self.attention_path(sha256).unlink(missing_ok=True)
         try:
             self.path(sha256).unlink()
         except FileNotFoundError:

@@ -25,7 +25,7 @@ from app.config import Settings
 from app.db.models import Generation, Status
 from app.engine.registry import ModelRegistry
 from app.engine.runner import Cancelled, GenerationResult, StepProgress, run
-from app.services import cleanup, provenance, queue
+from app.services import attention, cleanup, provenance, queue
 from app.services.imageio import encode_png
 from app.services.metadata import png_text_chunks
 from app.services.storage import ImageStore
@@ -249,7 +249,21 @@ def _store_outputs(context: JobContext, result: GenerationResult, pngs: list[byt
     for index, (image, png) in enumerate(zip(result.images, pngs, strict=True)):
         stored = context.store.put_png(png)
         outputs.append(queue.OutputImage(sha256=stored.sha256, width=image.width, height=image.height, index=index))
+    _store_attention(context, result, outputs)
     return outputs
+
+
+def _store_attention(context: JobContext, result: GenerationResult, outputs: list[queue.OutputImage]) -> None:
+    """Keeps each output's word maps beside its PNG; a failure costs the maps, never the painting."""
+    for output, maps in zip(outputs, result.attention, strict=False):
+        if maps is None:
+            continue
+        try:
+            attention.save(
+                context.store, output.sha256, text=maps.text, words=maps.words, spans=maps.spans, maps=maps.maps
+            )
+        except Exception:
+            logger.exception("could not keep the attention maps of image %s", output.sha256)
 
 
 def _discard(context: JobContext, generation_id: int, outputs: list[queue.OutputImage]) -> None:

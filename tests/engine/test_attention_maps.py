@@ -1,0 +1,121 @@
+"""Attention maps: recorded while painting without changing a pixel, one map per word, and on
+studio-tiny a placed subject's map peaking where it was placed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from app.engine import attention_maps
+from app.engine.families import family_named
+from app.engine.regions import RegionPrompt
+from app.engine.registry import ModelRegistry
+from app.engine.runner import GenerationSpec, run
+from app.services.attention import landings
+from tests.engine.conftest import STUDIO_TINY, STUDIO_TINY_READY
+from tests.tiny_pipeline import TINY
+
+
+def _processors(registry: ModelRegistry, model: str) -> dict[str, type]:
+    unet = registry.pipeline(model, "cpu").unet
+    return {name: type(processor) for name, processor in unet.attn_processors.items()}
+
+
+def test_recording_leaves_the_painted_pixels_and_the_processors_as_they_were(tiny_registry: ModelRegistry) -> None:
+    spec = GenerationSpec(model=TINY, prompt="a red qzxv boat", seed=3, steps=2, n_images=2, scheduler="ddim")
+    before = _processors(tiny_registry, TINY)
+
+    plain = run(tiny_registry, GenerationSpec(**{**spec.__dict__, "record_attention": False}), device="cpu")
+    recorded = run(tiny_registry, spec, device="cpu")
+
+    for alone, watched in zip(plain.images, recorded.images, strict=True):
+        assert np.array_equal(np.asarray(alone), np.asarray(watched))
+    assert _processors(tiny_registry, TINY) == before
+    assert plain.attention == [None, None]
+    assert len(recorded.attention) == 2
+    for maps in recorded.attention:
+        assert maps is not None
+        assert maps.words == ["a", "red", "qzxv", "boat"]
+        assert maps.maps.shape[0] == 4 and maps.maps.ndim == 3
+        assert np.all(maps.maps >= 0) and np.all(np.isfinite(maps.maps))
+
+
+def test_recording_wraps_a_regional_processor_and_keeps_its_painting(tiny_registry: ModelRegistry) -> None:
+    boxes = [RegionPrompt("a yellow sun", (0.5, 0.0, 1.0, 0.5))]
+    spec = GenerationSpec(model=TINY, prompt="a harbour", seed=1, steps=2, scheduler="ddim", regions=boxes)
+
+    plain = run(tiny_registry, GenerationSpec(**{**spec.__dict__, "record_attention": False}), device="cpu")
+    recorded = run(tiny_registry, spec, device="cpu")
+
+    assert np.array_equal(np.asarray(plain.images[0]), np.asarray(recorded.images[0]))
+    maps = recorded.attention[0]
+    assert maps is not None and maps.words == ["a", "harbour"]
+
+
+class _Tokens:
+    """A fast tokenizer's answer for 'a (red:1.3) qzxv': [CLS] a red q ##z ##x ##v [SEP]."""
+
+    is_fast = True
+    model_max_length = 16
+
+    def __call__(self, text: str, **_: object) -> dict[str, list]:
+        assert text == "a red qzxv"
+        return {
+            "offset_mapping": [(0, 0), (0, 1), (2, 5), (6, 7), (7, 8), (8, 9), (9, 10), (0, 0)],
+            "special_tokens_mask": [1, 0, 0, 0, 0, 0, 0, 1],
+        }
+
+
+def test_a_word_s_map_is_the_sum_of_its_tokens_and_special_tokens_are_skipped() -> None:
+    token_maps = np.stack([np.full((2, 2), float(position)) for position in range(10)])
+
+    maps = attention_maps.word_maps(_Tokens(), "a (red:1.3) qzxv", token_maps)
+
+    assert maps.text == "a red qzxv"
+    assert maps.words == ["a", "red", "qzxv"]
+    assert maps.spans == [(0, 1), (2, 5), (6, 10)]
+    assert [float(word[0, 0]) for word in maps.maps] == [1.0, 2.0, 3.0 + 4.0 + 5.0 + 6.0]
+
+
+def test_the_plain_text_drops_weights_and_keeps_the_first_part_of_a_blend() -> None:
+    assert attention_maps.plain_text("a (red:1.3) [boat] on the sea++") == "a red boat on the sea++"
+    assert attention_maps.plain_text("a castle AND a storm") == "a castle"
+
+
+def test_transformer_families_say_why_they_have_no_maps() -> None:
+    assert attention_maps.unavailable_reason(family_named("sd1")) is None
+    reason = attention_maps.unavailable_reason(family_named("flux"))
+    assert reason is not None and "joint attention" in reason
+
+
+def _boat(registry: ModelRegistry, prompt: str, seed: int) -> tuple[list[str], np.ndarray]:
+    spec = GenerationSpec(model=STUDIO_TINY, prompt=prompt, seed=seed, steps=20, guidance=7.0)
+    maps = run(registry, spec, device="cpu").attention[0]
+    assert maps is not None
+    return maps.words, maps.maps
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not STUDIO_TINY_READY, reason="models/studio-tiny is not trained yet")
+def test_on_studio_tiny_a_boat_on_the_left_peaks_left_and_a_nonsense_word_lands_weakly(
+    studio_tiny_registry: ModelRegistry,
+) -> None:
+    torch.manual_seed(0)
+    left = right = 0
+    nonsense_weaker = 0
+    seeds = range(6)
+    for seed in seeds:
+        words, maps = _boat(studio_tiny_registry, "a red boat on the left", seed)
+        found, _heat = landings(words, maps)
+        boat = found[words.index("boat")]
+        left += boat.peak[0] < 0.5
+        right += boat.peak[0] > 0.5
+
+        words, maps = _boat(studio_tiny_registry, "a red qzxv boat on the left", seed)
+        found, _heat = landings(words, maps)
+        nonsense, boat = found[words.index("qzxv")], found[words.index("boat")]
+        nonsense_weaker += nonsense.coverage < boat.coverage and nonsense.strength < boat.strength
+        assert nonsense.weak, found
+    assert left > right, (left, right)
+    assert nonsense_weaker == len(seeds)
