@@ -13,6 +13,7 @@ Nothing here imports torch, the database or the web framework, so any layer may 
 from __future__ import annotations
 
 import enum
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -111,23 +112,63 @@ MAX_REGIONS = 4
 
 
 class Region(BaseModel):
-    """A prompt painted inside a box of the canvas (fractions: x0, y0, x1, y1), on top of the base prompt."""
+    """A prompt painted on top of the base prompt inside a box of the canvas (fractions: x0, y0, x1, y1)
+    or inside the white part of an uploaded mask image (``mask_id``): exactly one of the two."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=True)
 
     prompt: Prompt
-    box: tuple[float, float, float, float] = Field(title="box", description="x0, y0, x1, y1 as fractions 0..1")
+    box: tuple[float, float, float, float] | None = Field(
+        default=None,
+        title="box",
+        description="x0, y0, x1, y1 as fractions 0..1",
+        exclude_if=lambda value: value is None,
+    )
+    mask_id: RowId | None = Field(
+        default=None,
+        title="region mask",
+        description="an uploaded image whose white part is the region (as inpaint masks)",
+        exclude_if=lambda value: value is None,
+    )
     weight: float = Field(default=1.0, gt=0.0, le=4.0, title="region weight")
 
     @field_validator("box")
     @classmethod
-    def _box(cls, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    def _box(cls, box: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+        if box is None:
+            return box
         x0, y0, x1, y1 = box
         if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
             raise ValueError(
                 f"box must be x0, y0, x1, y1 with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 (got {list(box)})"
             )
         return box
+
+    @model_validator(mode="after")
+    def _one_place(self) -> Region:
+        if (self.box is None) == (self.mask_id is None):
+            given = "both" if self.box is not None else "neither"
+            raise ValueError(f"a region takes exactly one of box and mask_id (got {given})")
+        return self
+
+
+def parse_regions_text(text: str) -> Any:
+    """A form's regions field (JSON, as the studio's region editor writes it) as request items; blank is none."""
+    if not text.strip():
+        return []
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ValueError(
+            'regions must be a JSON list like [{"prompt": "a red boat", "box": [0, 0, 0.5, 1], "weight": 1}]'
+        ) from error
+
+
+def region_text(region: Region) -> str:
+    """How a region reads to a person and in a lineage edge: ``"a red boat" in box 0,0,0.5,1 ×1.5``."""
+    where = f"mask #{region.mask_id}" if region.box is None else "box " + ",".join(f"{side:g}" for side in region.box)
+    weight = f" ×{region.weight:g}" if region.weight != 1.0 else ""
+    return f'"{region.prompt}" in {where}{weight}'
 
 
 def check_loras(loras: list[LoraWeight]) -> list[LoraWeight]:
@@ -230,9 +271,9 @@ class ParameterFields(BaseModel):
 
     @field_validator("regions", mode="before")
     @classmethod
-    def _no_regions_text(cls, value: Any) -> Any:
-        # The studio form has no region editor yet: its empty field means none.
-        return [] if value == "" else value
+    def _regions_text(cls, value: Any) -> Any:
+        # The studio form sends its regions field as JSON text, written by its region editor.
+        return parse_regions_text(value) if isinstance(value, str) else value
 
     @field_validator("loras", mode="before")
     @classmethod

@@ -332,6 +332,7 @@ class AttentionOut(BaseModel):
 
 
 class AttentionRefineRequest(BaseModel):
+    regions: list[Region] = Field(default_factory=list, description="regional prompts, where the PNG records them")
     """Refine a painting from its attention maps: the words (by index; default: the weak ones)
     weighted up as ``(word:1.3)``, or moved to the front of the prompt."""
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, UploadFile
+from pydantic import ValidationError
 
 from app.deps import CurrentUser, SettingsDep
+from app.params import Region
 from app.schemas import ParametersOut
 from app.services.errors import TooLarge
 from app.services.metadata import read_png_parameters, scheduler_to_sampler
@@ -14,9 +16,20 @@ from app.services.metadata import read_png_parameters, scheduler_to_sampler
 router = APIRouter(tags=["parameters"])
 
 # The parameters the answer names; anything else a chunk carries goes to ``extra``.
-KNOWN = tuple(name for name in ParametersOut.model_fields if name not in ("source", "extra"))
+KNOWN = tuple(name for name in ParametersOut.model_fields if name not in ("source", "extra", "regions"))
 # What our own chunk carries that is about the file, not about how to paint it again.
 NOT_PARAMETERS = {"generation_id", "index", "parent_id", "mode", "strength", "cfg_scale"}
+
+
+def readable_regions(value: Any) -> list[Region]:
+    """The regions a PNG records that still read as regions; a damaged or foreign entry is left out."""
+    regions = []
+    for item in value if isinstance(value, list) else []:
+        try:
+            regions.append(Region.model_validate(item))
+        except ValidationError:
+            continue
+    return regions
 
 
 def parameters_out(parsed: dict[str, Any], *, ours: bool) -> ParametersOut:
@@ -30,7 +43,8 @@ def parameters_out(parsed: dict[str, Any], *, ours: bool) -> ParametersOut:
         for key, value in parsed.items()
         if key not in KNOWN and key not in NOT_PARAMETERS and isinstance(value, str | int | float | bool | None)
     }
-    return ParametersOut(source="studio" if ours else "a1111", **known, extra=extra)
+    regions = readable_regions(parsed.get("regions"))
+    return ParametersOut(source="studio" if ours else "a1111", **known, regions=regions, extra=extra)
 
 
 @router.post("/parameters/read", response_model=ParametersOut)

@@ -43,7 +43,7 @@ class Capabilities:
     # Weighted prompts ((word:1.3), [word], word++, AND) read through compel: the CLIP-style text
     # encoders of the UNet families (and studio-tiny's MiniLM); other families take the text as is.
     weighted_prompts: bool = False
-    # A prompt per box by masked cross-attention (app/engine/regions.py): UNet families with one text encoder.
+    # A prompt per box or mask by masked cross-attention (app/engine/regions.py): the UNet families.
     regional_prompts: bool = False
     # Why some modes are missing, said in the refusal.
     limits: str = ""
@@ -101,7 +101,7 @@ FAMILIES: tuple[Family, ...] = (
         ),
         "unet",
         1024,
-        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True),
+        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True, regional_prompts=True),
     ),
     Family(
         "sd3",

@@ -1,11 +1,13 @@
-"""Regional prompts: a prompt per box of the canvas, by masking the UNet's cross-attention.
+"""Regional prompts: a prompt per box or mask of the canvas, by masking the UNet's cross-attention.
 
 The base prompt and every region's prompt are encoded separately and laid side by side in one
 text sequence. While the call runs, each cross-attention layer of the UNet gets a processor
 whose attention bias lets a latent pixel see the base prompt's tokens everywhere and a region's
-tokens only inside that region's box (at the layer's own resolution), with ``log(weight)`` added
-so a weight above 1 pulls harder. The negative prompt is repeated to the same length, so
-classifier-free guidance pairs them as usual. The processors are restored after the call.
+tokens only inside that region (its box, or the white part of its mask, taken at the layer's own
+resolution), with ``log(weight)`` added so a weight above 1 pulls harder. The negative prompt is
+repeated to the same length, so classifier-free guidance pairs them as usual. SDXL's two text
+encoders are concatenated per prompt by its own ``encode_prompt``; its pooled embedding (the
+size-and-style conditioning) is the base prompt's. The processors are restored after the call.
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ BASE_SHARE = 0.2
 
 @dataclass(frozen=True)
 class RegionPrompt:
-    """A prompt painted inside ``box`` (fractions of the canvas: x0, y0, x1, y1), at ``weight``."""
+    """A prompt painted inside ``box`` (fractions of the canvas: x0, y0, x1, y1) or inside the white
+    part of ``mask`` (a PIL image in mode "L", stretched over the canvas), at ``weight``."""
 
     prompt: str
-    box: tuple[float, float, float, float]
+    box: tuple[float, float, float, float] | None = None
     weight: float = 1.0
+    mask: Any = None
+
+    def __post_init__(self) -> None:
+        if (self.box is None) == (self.mask is None):
+            raise ValueError("a region has exactly one of a box and a mask")
 
 
 def _cells(box: tuple[float, float, float, float], rows: int, columns: int) -> tuple[int, int, int, int]:
@@ -36,10 +44,34 @@ def _cells(box: tuple[float, float, float, float], rows: int, columns: int) -> t
     return top, max(top + 1, math.ceil(y1 * rows)), left, max(left + 1, math.ceil(x1 * columns))
 
 
+def region_cells(region: RegionPrompt, rows: int, columns: int) -> Any:
+    """The (rows, columns) cells a region covers: its box, or where its mask is mostly white.
+
+    A mask is averaged over each cell (area resampling), so a thin stroke shows at fine layers and
+    fades at coarse ones; a mask too small for any cell at this resolution keeps its whitest one.
+    """
+    import torch
+
+    inside = torch.zeros(rows, columns, dtype=torch.bool)
+    if region.box is not None:
+        top, bottom, left, right = _cells(region.box, rows, columns)
+        inside[top:bottom, left:right] = True
+        return inside
+    import numpy as np
+    import torch.nn.functional as functional
+
+    pixels = torch.from_numpy(np.asarray(region.mask.convert("L"), dtype=np.float32) / 255.0)
+    share = functional.interpolate(pixels[None, None], size=(rows, columns), mode="area")[0, 0]
+    inside = share >= 0.5
+    if not inside.any():
+        inside.view(-1)[int(share.argmax())] = True
+    return inside
+
+
 def attention_bias(
     regions: Sequence[RegionPrompt], *, tokens: int, queries: int, width: int, height: int, dtype: Any, device: Any
 ) -> Any:
-    """The (queries, tokens x (1 + regions)) bias: 0 for the base prompt, log(weight) inside a box, -inf outside."""
+    """The (queries, tokens x (1 + regions)) bias: 0 for the base prompt, log(weight) inside a region, -inf outside."""
     import torch
 
     rows = max(1, round(math.sqrt(queries * height / width)))
@@ -49,10 +81,9 @@ def attention_bias(
     bias = torch.zeros(rows, columns, tokens * (1 + len(regions)), dtype=torch.float32)
     covered = torch.zeros(rows, columns, dtype=torch.bool)
     for index, region in enumerate(regions, start=1):
-        inside = torch.full((rows, columns), float("-inf"))
-        top, bottom, left, right = _cells(region.box, rows, columns)
-        inside[top:bottom, left:right] = math.log(region.weight)
-        covered[top:bottom, left:right] = True
+        cells = region_cells(region, rows, columns)
+        inside = torch.where(cells, math.log(region.weight), float("-inf"))
+        covered |= cells
         bias[:, :, index * tokens : (index + 1) * tokens] = inside[:, :, None]
     # Inside a box the base prompt only sets the scene: its tokens count BASE_SHARE as much as the region's.
     bias[:, :, :tokens] = torch.where(covered, math.log(BASE_SHARE), 0.0)[:, :, None]
@@ -106,9 +137,33 @@ class RegionalCrossAttention:
         return attn.to_out[1](out)
 
 
-def _encode(pipeline: Any, text: str) -> Any:
-    embeds, _ = pipeline.encode_prompt(text, pipeline.unet.device, 1, False)
-    return embeds
+@dataclass(frozen=True)
+class _Encoded:
+    """A prompt's embeddings; SDXL adds its pooled embedding (and the negative prompt's)."""
+
+    embeds: Any
+    negative: Any = None
+    pooled: Any = None
+    negative_pooled: Any = None
+
+
+def _encode(pipeline: Any, text: str, negative: str | None = None) -> _Encoded:
+    """``text`` encoded as the pipeline encodes a prompt (with ``negative`` as its negative when given).
+
+    Keyword arguments, since SD's and SDXL's ``encode_prompt`` order them differently; SDXL's
+    answers four tensors (prompt, negative, pooled, negative pooled), SD's two.
+    """
+    device = getattr(pipeline, "_execution_device", None) or pipeline.unet.device
+    out = pipeline.encode_prompt(
+        prompt=text,
+        device=device,
+        num_images_per_prompt=1,
+        do_classifier_free_guidance=negative is not None,
+        negative_prompt=negative or None,
+    )
+    if len(out) == 4:
+        return _Encoded(out[0], out[1], out[2], out[3])
+    return _Encoded(out[0], out[1])
 
 
 @contextmanager
@@ -123,17 +178,25 @@ def applied(
     prompt, negative = arguments.get("prompt"), arguments.get("negative_prompt") or ""
     if not isinstance(prompt, str) or not isinstance(negative, str) or not hasattr(pipeline, "unet"):
         raise ValueError("regional prompts paint a UNet model's prompt job (not style references)")
-    base = _encode(pipeline, prompt)
     import torch
 
-    positive = torch.cat([base, *(_encode(pipeline, region.prompt) for region in regions)], dim=1)
-    negative_embeds = _encode(pipeline, negative).repeat(1, 1 + len(regions), 1)
+    # 1. the base prompt with its negative, then each region's prompt alone
+    base = _encode(pipeline, prompt, negative)
+    parts = [base.embeds, *(_encode(pipeline, region.prompt).embeds for region in regions)]
     arguments.pop("prompt", None)
     arguments.pop("negative_prompt", None)
-    arguments.update(prompt_embeds=positive, negative_prompt_embeds=negative_embeds)
+    arguments.update(
+        prompt_embeds=torch.cat(parts, dim=1),
+        negative_prompt_embeds=base.negative.repeat(1, 1 + len(regions), 1),
+    )
+    if base.pooled is not None:
+        # SDXL: the pooled embedding conditions the whole picture; the base prompt's sets it.
+        arguments.update(pooled_prompt_embeds=base.pooled, negative_pooled_prompt_embeds=base.negative_pooled)
+
+    # 2. every cross-attention layer (attn2) masked per region; self-attention left as it was
     unet = pipeline.unet
     before = dict(unet.attn_processors)
-    processor = RegionalCrossAttention(regions, tokens=base.shape[1], width=width, height=height)
+    processor = RegionalCrossAttention(regions, tokens=base.embeds.shape[1], width=width, height=height)
     unet.set_attn_processor(
         {name: processor if name.endswith("attn2.processor") else existing for name, existing in before.items()}
     )

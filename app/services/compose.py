@@ -41,8 +41,8 @@ def new_generation(request: ParameterFields, *, mode: Mode, catalog: ModelCatalo
             raise InvalidInput("regions are painted on prompt jobs only (not style or inpaint jobs)")
         if not spec.capabilities.regional_prompts:
             raise InvalidInput(
-                f"model {spec.name!r} ({spec.family.label}) does not take regional prompts; "
-                "they mask the cross-attention of UNet models with one text encoder (SD 1.x, 2.x)"
+                f"model {spec.name!r} ({spec.family.label}) does not take regional prompts: they need a UNet "
+                "model (SD 1.x, 2.x, XL), whose cross-attention they mask per region"
             )
     return NewGeneration(
         mode=mode,

@@ -187,6 +187,8 @@ def enqueue(session: Session, *, owner: User, new: NewGeneration, commit: bool =
         # Every step records what kind it was (refine, vary, remix...) for the lineage.
         params = steps.step_params(params, parent=parent, owner=owner, mode=new.mode)
     image_ids = [i for i in (new.source_image_id, new.mask_image_id) if i is not None] + list(new.style_image_ids)
+    # Regions' masks: uploads of the owner's, checked as inpaint masks are.
+    image_ids += [region.mask_id for region in params.regions or [] if region.mask_id is not None]
     _check_images_usable(session, owner=owner, image_ids=image_ids)
     check_quota(session, owner=owner, adding=new.n_images)
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, User
-from app.params import Action, Parameters, lora_text
+from app.params import Action, Parameters, lora_text, region_text
 from app.services import generations
 from app.services.errors import NotFound
 from app.services.steps import action_of
@@ -22,10 +22,12 @@ MAX_NODES = 200
 # width and height read as one size.
 _SIZE = "size"
 _LORAS = "loras"  # from JobParams: every LoRA as <lora:name:weight>, so a weight change shows
+_REGIONS = "regions"  # from JobParams: each region as text ("a red boat" in box 0,0,0.5,1 ×1.5)
 PARAMETER_LABELS: dict[str, str] = {
     **{name: Parameters.label(name) for name in Parameters.names() if name not in ("prompt", "width", "height")},
     _SIZE: "size",
     _LORAS: "LoRAs",
+    _REGIONS: "regions",
 }
 _WORD = re.compile(r"\S+")
 
@@ -67,10 +69,14 @@ class ParameterChange:
             if not self.after:
                 return "negative prompt removed"
             return f'negative prompt "{self.before}" → "{self.after}"'
+        if self.name == _REGIONS:
+            return _regions_change(self.before, self.after)
         return f"{self.label} {_show(self.before)} → {_show(self.after)}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "label": self.label, "before": self.before, "after": self.after}
+        # Regions compare as lists of their texts; an answer reads them as one text.
+        before, after = ("; ".join(value) if isinstance(value, list) else value for value in (self.before, self.after))
+        return {"name": self.name, "label": self.label, "before": before, "after": after}
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,23 @@ class Lineage:
     attribution: dict[str, Any] | None = None
 
 
+def _regions_change(before: list[str], after: list[str]) -> str:
+    """Regions added, removed, and changed (the same prompt placed or weighed anew), in one phrase."""
+    added, removed = [text for text in after if text not in before], [text for text in before if text not in after]
+    parts = []
+    for old in list(removed):
+        # The place and weight follow the last " in " (a prompt may hold one; a place never does).
+        prompt, _, old_place = old.rpartition(" in ")
+        new = next((text for text in added if text.rpartition(" in ")[0] == prompt), None)
+        if new is not None:
+            parts.append(f"region {prompt}: {old_place} → {new.rpartition(' in ')[2]}")
+            added.remove(new)
+            removed.remove(old)
+    parts[:0] = [f"region added: {text}" for text in added]
+    parts.extend(f"region removed: {text}" for text in removed)
+    return "; ".join(parts)
+
+
 def _show(value: Any) -> str:
     if value is None or value == "":
         return "—"
@@ -160,6 +183,7 @@ def parameter_values(generation: Generation) -> dict[str, Any]:
     values = Parameters.of(generation).model_dump(exclude={"prompt", "width", "height"})
     values[_SIZE] = f"{generation.width}×{generation.height}"
     values[_LORAS] = lora_text(generation.params.loras)
+    values[_REGIONS] = [region_text(region) for region in generation.params.regions or []]
     return values
 
 

@@ -25,6 +25,8 @@ from app.services.errors import InvalidInput, UnsupportedMedia
 
 PARAMETERS_KEY = "parameters"
 STUDIO_KEY = "studio"
+# The infotext key of regional prompts: [{"prompt", "box" | "mask_id", "weight"}] as JSON.
+REGIONS_KEY = "Regions"
 
 # Our scheduler names -> A1111's sampler names. PLMS in A1111 is what diffusers calls PNDM.
 SCHEDULER_TO_SAMPLER: dict[str, str] = {
@@ -221,6 +223,10 @@ def png_text_chunks(params: Mapping[str, Any]) -> dict[str, str]:
         hashes = [f"{lora['name']}: {lora['hash']}" for lora in loras if lora.get("hash")]
         if hashes:
             extra["Lora hashes"] = ", ".join(hashes)
+    regions = [region for region in params.get("regions") or [] if isinstance(region, Mapping)]
+    if regions:
+        # A1111 has no regional prompts of its own: "Regions" carries them as JSON, quoted as any value.
+        extra[REGIONS_KEY] = json.dumps(regions, ensure_ascii=False, separators=(",", ":"))
     infotext = a1111_parameters(
         prompt=prompt,
         negative_prompt=str(params.get("negative_prompt") or ""),
@@ -299,4 +305,12 @@ def read_png_parameters(data: bytes) -> dict[str, Any]:
     sampler = parsed.get("sampler")
     parsed["guidance"] = parsed.pop("cfg_scale")
     parsed["scheduler"] = sampler_to_scheduler(sampler) if sampler else None
+    if isinstance(parsed.get(REGIONS_KEY), str):
+        try:
+            regions = json.loads(parsed[REGIONS_KEY])
+        except ValueError:
+            regions = None
+        if isinstance(regions, list):
+            parsed["regions"] = regions
+            del parsed[REGIONS_KEY]
     return parsed

@@ -33,6 +33,12 @@ def _load_image(
     return image.convert("RGB") if rgb else image
 
 
+def _region_mask(store: ImageStore, session: Session, mask_id: int | None) -> PILImage.Image | None:
+    """A region's mask, read as an inpaint mask is: white (or painted, where it has alpha) is inside."""
+    image = _load_image(store, session, mask_id, rgb=False)
+    return to_mask(image) if image is not None else None
+
+
 def spec_for(generation: Generation, session: Session, store: ImageStore) -> GenerationSpec:
     """The engine's view of a generation row: its parameters by name, the mode's extras, decoded inputs."""
     params = generation.params
@@ -66,7 +72,13 @@ def spec_for(generation: Generation, session: Session, store: ImageStore) -> Gen
     spec.loras = [LoraUse(name=lora.name, weight=lora.weight) for lora in params.loras or []]
     spec.tiled_vae = params.upscale_scale is not None
     spec.regions = [
-        RegionPrompt(prompt=region.prompt, box=region.box, weight=region.weight) for region in params.regions or []
+        RegionPrompt(
+            prompt=region.prompt,
+            box=region.box,
+            weight=region.weight,
+            mask=_region_mask(store, session, region.mask_id),
+        )
+        for region in params.regions or []
     ]
     if params.interpolate is not None:
         # A walk from this row's prompt and seed to another generation's (see services.interpolation).
@@ -87,6 +99,7 @@ def png_parameters(generation: Generation, seed: int, index: int) -> dict[str, A
         "mode": generation.mode.value,
         "parent_id": generation.parent_id,
         **({"loras": [lora.model_dump() for lora in loras]} if (loras := generation.params.loras) else {}),
+        **({"regions": [each.model_dump(mode="json") for each in rs]} if (rs := generation.params.regions) else {}),
     }
 
 

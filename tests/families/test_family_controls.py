@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
-from tests.families.builders import SD1, SD3, SDXL
+from tests.families.builders import FLUX, FLUX2, QWEN, SD1, SD3, SDXL, ZIMAGE
+from tests.families.test_families_api import wait
 
 
 def test_models_say_which_take_weighted_and_regional_prompts(family_client: TestClient) -> None:
     models = {model["name"]: model["capabilities"] for model in family_client.get("/api/models").json()}
     assert models[SD1]["weighted_prompts"] and models[SD1]["regional_prompts"]
-    assert models[SDXL]["weighted_prompts"] and not models[SDXL]["regional_prompts"]
-    assert not models[SD3]["weighted_prompts"] and not models[SD3]["regional_prompts"]
+    assert models[SDXL]["weighted_prompts"] and models[SDXL]["regional_prompts"]
+    for transformer in (SD3, FLUX, QWEN, ZIMAGE, FLUX2):
+        assert not models[transformer]["regional_prompts"], transformer
+    assert not models[SD3]["weighted_prompts"]
 
 
-def test_a_transformer_family_refuses_regions_with_the_reason(family_client: TestClient) -> None:
+@pytest.mark.parametrize("model", [SD3, FLUX, QWEN, ZIMAGE, FLUX2])
+def test_a_transformer_family_refuses_regions_at_submit_saying_they_need_a_unet(
+    family_client: TestClient, model: str
+) -> None:
     response = family_client.post(
         "/api/generate/prompt",
-        json={"prompt": "a harbour", "model": SD3, "regions": [{"prompt": "a boat", "box": [0, 0, 0.5, 1]}]},
+        json={"prompt": "a harbour", "model": model, "regions": [{"prompt": "a boat", "box": [0, 0, 0.5, 1]}]},
     )
     assert response.status_code == 422
-    assert "does not take regional prompts" in response.text
+    assert "does not take regional prompts: they need a UNet model" in response.text
+
+
+def test_sdxl_paints_regions_through_the_api(family_client: TestClient) -> None:
+    region = {"prompt": "a red boat", "box": [0, 0, 0.5, 1], "weight": 1.0}
+    response = family_client.post(
+        "/api/generate/prompt",
+        json={"prompt": "a harbour", "model": SDXL, "steps": 2, "width": 64, "height": 64, "regions": [region]},
+    )
+    assert response.status_code == 202, response.text
+    generation = wait(family_client, response.json()["id"])
+    assert generation["status"] == "succeeded", generation
+    assert generation["regions"] == [region]
