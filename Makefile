@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # 2.13.0 is the CPU build kept on disk; a machine with GPUs gets CUDA by installing torch first.
 TORCH_VERSION ?= 2.13.0
+# Upscaler networks: spandrel without its declared torchvision (app/engine/upscaling.py runs it without one).
+SPANDREL ?= spandrel>=0.4.1,<0.5
 
 .PHONY: install run test lint format migrate screenshots
 
@@ -11,6 +13,7 @@ install:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install torch==$(TORCH_VERSION)
 	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install --no-deps '$(SPANDREL)'
 
 run: install
 	$(BIN)/studio serve

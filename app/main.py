@@ -34,6 +34,7 @@ from app.api import parameters as parameters_api
 from app.api import provenance as provenance_api
 from app.api import sharing as sharing_api
 from app.api import upscale as upscale_api
+from app.api import upscalers as upscalers_api
 from app.config import LOOPBACK_HOSTS, Settings, SettingsError, get_settings
 from app.db.migrate import upgrade_database
 from app.db.session import make_engine, make_session_factory
@@ -246,6 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(models_api.router, prefix="/api")
     app.include_router(loras_api.router, prefix="/api")
+    app.include_router(upscalers_api.router, prefix="/api")
     app.include_router(models_api.health_router)
     app.include_router(pages.router)
     app.include_router(partials.router)

@@ -53,6 +53,16 @@ LoraName = Annotated[
     ),
 ]
 LoraWeightValue = Annotated[float, Field(ge=-2.0, le=2.0, title="LoRA weight")]
+UpscalerName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\w\-. /]+$",
+        title="upscaler",
+        description="its path under upscalers/ without .safetensors",
+    ),
+]
 """An id in a path, a query or a body: 1..2^31-1 (FastAPI reads the bounds from this type)."""
 
 
@@ -383,6 +393,8 @@ class JobParams(BaseModel):
     regions: list[Region] | None = None
     # upscale: how many times larger than the source image it was painted (image-to-image, tiled VAE)
     upscale_scale: float | None = None
+    # upscale: the upscaler network (its name under upscalers/) that enlarged the source; None is Lanczos
+    upscaler: str | None = None
     # a cell of a seed grid or prompt matrix
     batch: str | None = None
     batch_kind: str | None = None
@@ -407,6 +419,7 @@ class JobParams(BaseModel):
                 "batch_index": None,
                 "batch_label": None,
                 "upscale_scale": None,
+                "upscaler": None,
             }
         )
 
@@ -446,6 +459,9 @@ class UpscaleFields(BaseModel):
     scale: float = Field(default=2.0, ge=1.25, le=4.0, title="scale")
     strength: float = Field(default=0.3, gt=0.0, le=1.0, title="strength", description="how much is repainted")
     steps: Steps = 20
+    upscaler: UpscalerName | None = Field(
+        default=None, description="an upscaler network from GET /api/upscalers run before the repaint; none: Lanczos"
+    )
 
     @model_validator(mode="after")
     def _some_step(self) -> UpscaleFields:

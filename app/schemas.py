@@ -113,6 +113,7 @@ class GenerationOut(Parameters):
     estimated_wait_s: float | None = None
     loras: list[LoraWeight] = Field(default_factory=list, description="LoRAs it was painted with, and their hashes")
     regions: list[Region] = Field(default_factory=list, description="prompts painted in boxes of the canvas")
+    upscaler: str | None = Field(default=None, description="the upscaler network an upscale step was enlarged by")
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
@@ -172,6 +173,15 @@ class ModelOut(BaseModel):
     state: ModelState | None = None
     # Warm in this process's worker pool (state "ready"); False where no pool runs here.
     loaded: bool = False
+
+
+class UpscalerOut(BaseModel):
+    """An upscaler network an upscale may name: ``{"upscaler": name}``."""
+
+    name: str
+    scale: int | None = Field(description="how many times larger it paints, when the file tells")
+    architecture: str | None = Field(description="ESRGAN, Compact (Real-ESRGAN), SPAN, ... when the file tells")
+    size: int = Field(description="bytes")
 
 
 class LoraOut(BaseModel):

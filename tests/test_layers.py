@@ -144,9 +144,9 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     ]
 
 
-# The catalog, the family table and the LoRA files' headers are read without torch
+# The catalog, the family table and the LoRA and upscaler files' headers are read without torch
 # (tests/test_light_imports.py checks that); everything else in the engine loads torch and runs only in workers.
-WEB_SIDE_ENGINE = {"app.engine.catalog", "app.engine.families", "app.engine.loras"}
+WEB_SIDE_ENGINE = {"app.engine.catalog", "app.engine.families", "app.engine.loras", "app.engine.upscalers"}
 
 
 @pytest.mark.parametrize("importer", ["app.api", "app.web", "app.http", "app.services", "app.main", "app.deps"])

@@ -33,6 +33,7 @@ from app.engine.previews import latents_preview
 from app.engine.regions import RegionPrompt
 from app.engine.registry import ModelRegistry, PipelineMode
 from app.engine.style import StyleReference
+from app.engine.upscaling import enlarge_named
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class GenerationSpec:
     loras: list[LoraUse] = field(default_factory=list)
     # upscaling: the VAE encodes and decodes in tiles at any size, so a large canvas stays within memory
     tiled_vae: bool = False
+    # upscaling: an upscaler network (its name under upscalers/) enlarges init_image to the size first
+    upscaler: str | None = None
     # regional prompts: a prompt per box, by masked cross-attention (see app.engine.regions)
     regions: list[RegionPrompt] = field(default_factory=list)
     preview_every: int = 5
@@ -183,6 +186,8 @@ def run(
         width, height = init_image.size
     elif spec.mode == "img2img" and init_image is None:
         raise ValueError("image-to-image needs a source image")
+    if spec.upscaler is not None and init_image is not None and spec.mode == "img2img":
+        init_image = enlarge_named(init_image, spec.upscaler, registry.models_dir, size=(width, height), device=device)
 
     # 2. what the model's family can do: refuse what it can't before loading anything more
     model = registry.spec(spec.model)

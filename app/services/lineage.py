@@ -207,7 +207,8 @@ def _notes(action: Action, parent: Generation, child: Generation) -> list[str]:
         return ["new seed"]
     if action == Action.UPSCALE:
         scale = child.params.upscale_scale
-        return [f"upscaled x{scale:g} from image #{child.source_image_id}" if scale else "upscaled"]
+        by = f" with {child.params.upscaler}" if child.params.upscaler else ""
+        return [f"upscaled x{scale:g}{by} from image #{child.source_image_id}" if scale else "upscaled" + by]
     if action == Action.INTERPOLATE:
         walk = child.params.interpolate
         frames = walk.frames if walk else child.n_images

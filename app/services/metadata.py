@@ -227,6 +227,9 @@ def png_text_chunks(params: Mapping[str, Any]) -> dict[str, str]:
     if regions:
         # A1111 has no regional prompts of its own: "Regions" carries them as JSON, quoted as any value.
         extra[REGIONS_KEY] = json.dumps(regions, ensure_ascii=False, separators=(",", ":"))
+    if params.get("upscaler"):
+        # A1111's hires fix is the same two passes (an upscaler, then image-to-image) and names it so.
+        extra["Hires upscaler"] = params["upscaler"]
     infotext = a1111_parameters(
         prompt=prompt,
         negative_prompt=str(params.get("negative_prompt") or ""),

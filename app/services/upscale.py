@@ -1,7 +1,8 @@
 """Upscaling: a larger version of one image of a generation, painted as a new step in its lineage.
 
-The image is resized with Lanczos to the new size (the worker does that for every source image,
-see ``workers.specs``) and repainted by image-to-image at that size with the generation's own
+The image is resized to the new size, with Lanczos (the worker does that for every source image,
+see ``workers.specs``) or first by an upscaler network from ``models/upscalers/`` (``upscaler``, run
+by the worker through ``app.engine.upscaling``), and repainted by image-to-image at that size with the generation's own
 prompt, seed and model, lightly (``strength``) so it stays the same picture with finer detail.
 The VAE encodes and decodes it in tiles (``JobParams.upscale_scale`` tells the worker), so a large
 canvas keeps memory bounded.
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Generation, Mode, User
 from app.engine.catalog import ModelCatalog, ModelNotFound
 from app.params import MAX_PIXELS, MAX_SIDE, MIN_SIDE, Action, Parameters, UpscaleFields
-from app.services import generations
+from app.services import generations, upscalers
 from app.services.compose import refuse_unless_capable
 from app.services.errors import InvalidInput
 from app.services.generations import NewGeneration
@@ -44,6 +45,7 @@ def upscale(
     except ModelNotFound as error:
         raise InvalidInput(f"{error.args[0]}; the generation's model is needed to upscale it") from error
     refuse_unless_capable(model, mode="img2img")
+    upscaler = upscalers.checked(request.upscaler, models_dir=catalog.models_dir) if request.upscaler else None
     width = upscaled_side(source.width, request.scale, model.size_step)
     height = upscaled_side(source.height, request.scale, model.size_step)
     if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
@@ -67,6 +69,7 @@ def upscale(
             update={
                 "action": Action.UPSCALE,
                 "upscale_scale": request.scale,
+                "upscaler": upscaler,
                 "style_weights": None,
                 "style_strength": None,
                 "style_method": None,

@@ -57,7 +57,9 @@ def spec_for(generation: Generation, session: Session, store: ImageStore) -> Gen
             spec.outpaint = EngineOutpaint(**params.outpaint.model_dump())
     elif spec.init_image is not None:
         spec.mode = "img2img"
-        spec.init_image = spec.init_image.resize((generation.width, generation.height), PILImage.Resampling.LANCZOS)
+        # An upscaler network enlarges the source itself (app.engine.upscaling); otherwise Lanczos does, here.
+        if params.upscaler is None:
+            spec.init_image = spec.init_image.resize((generation.width, generation.height), PILImage.Resampling.LANCZOS)
     if generation.mode == Mode.STYLE:
         weights = params.style_weights or [1.0] * len(generation.style_image_ids)
         spec.style_references = [
@@ -71,6 +73,7 @@ def spec_for(generation: Generation, session: Session, store: ImageStore) -> Gen
             spec.style_method = params.style_method
     spec.loras = [LoraUse(name=lora.name, weight=lora.weight) for lora in params.loras or []]
     spec.tiled_vae = params.upscale_scale is not None
+    spec.upscaler = params.upscaler
     spec.regions = [
         RegionPrompt(
             prompt=region.prompt,
@@ -99,6 +102,7 @@ def png_parameters(generation: Generation, seed: int, index: int) -> dict[str, A
         "mode": generation.mode.value,
         "parent_id": generation.parent_id,
         **({"loras": [lora.model_dump() for lora in loras]} if (loras := generation.params.loras) else {}),
+        **({"upscaler": upscaler} if (upscaler := generation.params.upscaler) else {}),
         **({"regions": [each.model_dump(mode="json") for each in rs]} if (rs := generation.params.regions) else {}),
     }
 
