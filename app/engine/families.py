@@ -73,7 +73,7 @@ class Family:
 
 _TRANSFORMER_STYLE = (
     "shared-attention style reaches UNet self-attention and the joint attention of SD3, FLUX.1, "
-    "Qwen-Image and Z-Image transformers; this family's transformer is not covered yet"
+    "FLUX.2, Qwen-Image and Z-Image transformers; this family's transformer is not covered yet"
 )
 
 FAMILIES: tuple[Family, ...] = (
@@ -162,6 +162,7 @@ FAMILIES: tuple[Family, ...] = (
         patch=2,
         # FLUX.2 takes images as references, not as a start to repaint: no strength-based modes.
         capabilities=Capabilities(
+            style_methods=("shared-attention",),
             img2img=False,
             inpaint=False,
             outpaint=False,
@@ -174,7 +175,6 @@ FAMILIES: tuple[Family, ...] = (
             schedulers=False,
         ),
         cuda_dtype="bfloat16",
-        style_refusal=_TRANSFORMER_STYLE,
     ),
     Family(
         "qwenimage",

@@ -1,9 +1,11 @@
 """Style reference on transformer families: StyleAligned's shared attention on joint attention.
 
-The UNet version (``app.engine.style``) shares self-attention; SD3, FLUX and Z-Image have no
-separate self-attention, only joint attention over text and image tokens together. Here:
+The UNet version (``app.engine.style``) shares self-attention; SD3, FLUX.1, FLUX.2, Qwen-Image
+and Z-Image have no separate self-attention, only joint attention over text and image tokens
+together. Here:
 1. The references are encoded to clean latents in the pipeline's own latent layout (packed
-   2x2 for FLUX), and ride at the front of the batch with an empty prompt.
+   2x2 for FLUX.1, patchified and batch-normalised for FLUX.2), and ride at the front of the
+   batch with an empty prompt.
 2. Flow matching needs no inversion: after every step each reference's latent is put back at
    ``(1 - sigma) * clean + sigma * noise`` for the sigma the next step starts from, so its
    tokens are the reference's own at that noise level.
@@ -54,7 +56,10 @@ def prepare(
     pictures = [reference.image.convert("RGB").resize((width, height)) for reference in references]
     pixels = pipeline.image_processor.preprocess(pictures, height=height, width=width)
     pixels = pixels.to(device=vae.device, dtype=vae.dtype)
-    if getattr(vae.config, "latents_mean", None) is not None:
+    if hasattr(pipeline, "_patchify_latents"):
+        # FLUX.2: latents in 2x2 patches, batch-normalised by the VAE's running statistics, as tokens.
+        clean = pipeline._pack_latents(pipeline._encode_vae_image(pixels, generator=None))
+    elif getattr(vae.config, "latents_mean", None) is not None:
         # Qwen-Image's video VAE: one frame in, latents normalised per channel.
         latents = vae.encode(pixels.unsqueeze(2)).latent_dist.mean[:, :, 0]
         mean = torch.tensor(vae.config.latents_mean, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1)
@@ -64,7 +69,7 @@ def prepare(
         latents = vae.encode(pixels).latent_dist.mean
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         clean = (latents - shift) * vae.config.scaling_factor
-    if hasattr(pipeline, "_pack_latents"):  # FLUX-style 2x2 packed tokens
+    if hasattr(pipeline, "_pack_latents") and clean.ndim == 4:  # FLUX.1-style 2x2 packed tokens
         batch, channels, rows, columns = clean.shape
         clean = pipeline._pack_latents(clean, batch, channels, rows, columns)
     generator = torch.Generator("cpu").manual_seed(0)

@@ -13,9 +13,12 @@ from typing import Any
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderKLFlux2,
     AutoencoderKLQwenImage,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    Flux2Pipeline,
+    Flux2Transformer2DModel,
     FluxFillPipeline,
     FluxPipeline,
     FluxTransformer2DModel,
@@ -35,6 +38,8 @@ from transformers import (
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+    Mistral3Config,
+    Mistral3ForConditionalGeneration,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2Tokenizer,
@@ -47,7 +52,7 @@ from transformers import (
 
 # The name a test asks for, the family the catalog must tell from the folder.
 SD1, SD2, SDXL, SD3, FLUX, ZIMAGE = "fam-sd1", "fam-sd2", "fam-sdxl", "fam-sd3", "fam-flux", "fam-zimage"
-QWEN = "fam-qwenimage"
+QWEN, FLUX2 = "fam-qwenimage", "fam-flux2"
 FAMILY_OF = {
     SD1: "sd1",
     SD2: "sd2",
@@ -56,6 +61,7 @@ FAMILY_OF = {
     FLUX: "flux",
     ZIMAGE: "zimage",
     QWEN: "qwenimage",
+    FLUX2: "flux2",
 }
 # An SD 1.x inpainting checkpoint: its UNet takes 9 channels (latents, masked image, mask).
 SD1_INPAINT = "fam-sd1-inpaint"
@@ -246,10 +252,15 @@ def build_sd3(folder: Path) -> Path:
         pooled_projection_dim=64,
         out_channels=16,
     )
+    # Two blocks halve the latent's side: a quarter of the image tokens for its joint attention. Most
+    # tiny random decoders draw every flat colour alike; this seed's tells them apart, so a test can
+    # see a palette move.
+    torch.manual_seed(2)
+    vae = _flow_vae(16, blocks=2)
+    torch.manual_seed(0)
     pipeline = StableDiffusion3Pipeline(
         transformer=transformer,
-        # Two blocks halve the latent's side: a quarter of the image tokens for its joint attention.
-        vae=_flow_vae(16, blocks=2),
+        vae=vae,
         text_encoder=CLIPTextModelWithProjection(_clip_config(tokenizer)),
         text_encoder_2=CLIPTextModelWithProjection(_clip_config(tokenizer)),
         text_encoder_3=_t5(t5),
@@ -341,19 +352,8 @@ def build_zimage(folder: Path) -> Path:
             max_position_embeddings=512,
         )
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        latent_channels=16,
-        norm_num_groups=32,
-        sample_size=32,
-        scaling_factor=0.3611,
-        shift_factor=0.1159,
-    )
+    # One group per norm: a decoder normalising 2-channel groups would erase any shift of the palette.
+    vae = _flow_vae(16, blocks=2)
     pipeline = ZImagePipeline(
         transformer=transformer,
         vae=vae,
@@ -413,6 +413,97 @@ def build_qwenimage(folder: Path) -> Path:
     return folder
 
 
+# Mistral's chat markers, as FLUX.2 formats its prompts: a system message, then the user's text.
+_MISTRAL_SPECIALS = ("<unk>", "<s>", "</s>", "<pad>", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[INST]", "[/INST]")
+_MISTRAL_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'system' %}[SYSTEM_PROMPT]{% else %}[INST]{% endif %}"
+    "{% for part in m['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}"
+    "{% if m['role'] == 'system' %}[/SYSTEM_PROMPT]{% else %}[/INST]{% endif %}{% endfor %}"
+)
+
+
+def mistral_tokenizer() -> Qwen2Tokenizer:
+    """A byte-level tokenizer with Mistral's chat markers and a template for FLUX.2's message lists.
+
+    Real FLUX.2 folders ship a Pixtral processor (tokenizer plus image processor), which needs
+    torchvision; FLUX.2 only calls ``apply_chat_template`` on it, which a tokenizer answers alike.
+    """
+    vocab = {character: index for index, character in enumerate(_BYTES)}
+    for special in _MISTRAL_SPECIALS:
+        vocab[special] = len(vocab)
+    specials = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], **specials)
+    tokenizer.chat_template = _MISTRAL_TEMPLATE
+    return tokenizer
+
+
+def build_flux2(folder: Path) -> Path:
+    """FLUX.2 [dev] (2025): a DiT over three stacked hidden layers of a Mistral-3 encoder, a batch-normed VAE."""
+    torch.manual_seed(0)
+    tokenizer = mistral_tokenizer()
+    # FLUX.2 reads the encoder's hidden states 10, 20 and 30: the tiny encoder has 30 layers.
+    text = {
+        "model_type": "mistral",
+        "vocab_size": len(tokenizer),
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "max_position_embeddings": 1024,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "num_hidden_layers": 30,
+        "rope_theta": 1e6,
+        "sliding_window": None,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    # The vision tower is never used: the studio sends FLUX.2 text only.
+    vision = {"model_type": "pixtral", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2}
+    vision |= {"intermediate_size": 16, "image_size": 32, "patch_size": 8, "head_dim": 8}
+    config = Mistral3Config(
+        text_config=text,
+        vision_config=vision,
+        image_token_index=len(tokenizer),  # past the vocabulary, as no image token is ever sent
+        vision_feature_layer=-1,
+        spatial_merge_size=1,
+    )
+    transformer = Flux2Transformer2DModel(
+        patch_size=1,
+        in_channels=16,  # 4 latent channels in 2x2 patches
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=48,  # three stacked 16-wide hidden states
+        timestep_guidance_channels=256,
+        axes_dims_rope=[4, 4, 4, 4],
+    )
+    vae = AutoencoderKLFlux2(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+    pipeline = Flux2Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=Mistral3ForConditionalGeneration(config).eval(),
+        tokenizer=tokenizer,
+        transformer=transformer,
+        vae=vae,
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
 BUILDERS = {
     SD1: build_sd,
     SD2: lambda folder: build_sd(folder, sd2=True),
@@ -421,6 +512,7 @@ BUILDERS = {
     FLUX: build_flux,
     ZIMAGE: build_zimage,
     QWEN: build_qwenimage,
+    FLUX2: build_flux2,
 }
 
 

@@ -16,11 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.families.builders import FAMILY_OF, FLUX, FLUX_FILL, QWEN, SD1, SD1_INPAINT, SD2, SD3, SDXL, ZIMAGE
+from tests.families.builders import FAMILY_OF, FLUX, FLUX2, FLUX_FILL, QWEN, SD1, SD1_INPAINT, SD2, SD3, SDXL, ZIMAGE
 
 ALL = list(FAMILY_OF)
+# FLUX.2 takes images as references only: it paints from prompts, and refuses to repaint a picture.
+REPAINTING = [name for name in ALL if name != FLUX2]
 UNETS = [SD1, SD2, SDXL]
-TRANSFORMERS = [SD3, FLUX, ZIMAGE, QWEN]
+TRANSFORMERS = [SD3, FLUX, ZIMAGE, QWEN, FLUX2]
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
@@ -83,8 +85,10 @@ def test_models_lists_every_family_with_its_size_and_capabilities(family_client:
         assert models[name]["width"] == models[name]["height"] == 64
         assert models[name]["size_step"] % 8 == 0
         assert models[name]["loaded"] in (True, False)
+        assert models[name]["capabilities"]["txt2img"]
+    for name in REPAINTING:
         capabilities = models[name]["capabilities"]
-        assert capabilities["txt2img"] and capabilities["img2img"] and capabilities["inpaint"]
+        assert capabilities["img2img"] and capabilities["inpaint"] and capabilities["outpaint"]
     for name in ALL:
         assert models[name]["capabilities"]["style_methods"] == ["shared-attention"]
     for name in UNETS:
@@ -100,6 +104,14 @@ def test_models_lists_every_family_with_its_size_and_capabilities(family_client:
     assert (flux["guidance"], flux["negative_prompt"], flux["schedulers"]) == ("distilled", False, False)
     assert models[SD3]["capabilities"]["negative_prompt"] is True
     assert models[ZIMAGE]["pipeline"] == "ZImagePipeline"
+    flux2 = models[FLUX2]
+    assert flux2["pipeline"] == "Flux2Pipeline"
+    assert (flux2["capabilities"]["img2img"], flux2["capabilities"]["inpaint"], flux2["capabilities"]["outpaint"]) == (
+        False,
+        False,
+        False,
+    )
+    assert (flux2["capabilities"]["guidance"], flux2["capabilities"]["negative_prompt"]) == ("distilled", False)
 
 
 def test_a_model_reads_as_loaded_once_it_has_painted(family_client: TestClient) -> None:
@@ -122,7 +134,7 @@ def test_the_same_seed_paints_the_same_picture_and_another_seed_another(family_c
     assert not np.array_equal(first, other)
 
 
-@pytest.mark.parametrize("model", [*ALL, SD1_INPAINT, FLUX_FILL])
+@pytest.mark.parametrize("model", [*REPAINTING, SD1_INPAINT, FLUX_FILL])
 def test_inpainting_keeps_every_unmasked_pixel(family_client: TestClient, model: str) -> None:
     source, mask = two_colour_picture(), centre_mask()
     image_id, mask_id = upload(family_client, source), upload(family_client, mask.convert("RGB"))
@@ -135,7 +147,7 @@ def test_inpainting_keeps_every_unmasked_pixel(family_client: TestClient, model:
     assert np.abs(result[~keep] - original[~keep]).max() > 20, "the masked square was not repainted"
 
 
-@pytest.mark.parametrize("model", [*ALL, FLUX_FILL])
+@pytest.mark.parametrize("model", [*REPAINTING, FLUX_FILL])
 def test_outpainting_grows_the_canvas_around_the_source(family_client: TestClient, model: str) -> None:
     source = two_colour_picture()
     request = {"model": model, "image_id": upload(family_client, source), "mask_blur": 0}
@@ -147,7 +159,7 @@ def test_outpainting_grows_the_canvas_around_the_source(family_client: TestClien
     assert np.array_equal(result[:64, :64], np.asarray(source, dtype=np.int16))
 
 
-@pytest.mark.parametrize("model", ALL)
+@pytest.mark.parametrize("model", REPAINTING)
 def test_style_over_a_content_image_paints_at_its_size(family_client: TestClient, model: str) -> None:
     reference = upload(family_client, Image.new("RGB", (64, 64), (220, 120, 30)))
     content = upload(family_client, two_colour_picture())
@@ -202,6 +214,37 @@ def test_a_prompt_or_style_for_flux_fill_answers_422_saying_why(family_client: T
     # A style job paints from a prompt too: the first thing FLUX.1 Fill can't do is said first.
     assert style.status_code == 422
     assert "can't paint from a prompt alone" in style.json()["detail"]
+
+
+def test_flux2_refuses_to_repaint_a_picture_saying_why(family_client: TestClient) -> None:
+    source, mask = upload(family_client, two_colour_picture()), upload(family_client, centre_mask().convert("RGB"))
+    reference = upload(family_client, Image.new("RGB", (64, 64), (220, 120, 30)))
+    base = {"prompt": "a barn", "model": FLUX2}
+
+    styled = base | {"style_image_ids": [reference], "image_id": source}
+    answers = {
+        "image-to-image": family_client.post("/api/generate/style", json=styled),
+        "inpaint": family_client.post("/api/generate/inpaint", json=base | {"image_id": source, "mask_id": mask}),
+        "outpaint": family_client.post(
+            "/api/generate/inpaint", json=base | {"image_id": source, "outpaint": {"right": 16}}
+        ),
+    }
+
+    for what, response in answers.items():
+        assert response.status_code == 422, what
+        assert "FLUX.2 takes images as references, not as a picture to repaint" in response.json()["detail"], what
+    assert "can't repaint a content image" in answers["image-to-image"].json()["detail"]
+    assert "can't inpaint" in answers["inpaint"].json()["detail"]
+    assert "can't outpaint" in answers["outpaint"].json()["detail"]
+
+
+def test_flux2_guidance_is_distilled_and_changes_the_picture_whatever_the_scheduler(family_client: TestClient) -> None:
+    low = submit(family_client, "/api/generate/prompt", model=FLUX2, guidance=1.5, scheduler="euler-a")
+    high = submit(family_client, "/api/generate/prompt", model=FLUX2, guidance=8.0, scheduler="ddim")
+
+    assert (low["guidance"], high["guidance"]) == (1.5, 8.0)
+    # Distilled guidance is embedded in the transformer: it changes the picture, no second pass needed.
+    assert not np.array_equal(pixels(family_client, low), pixels(family_client, high))
 
 
 @pytest.mark.parametrize("model", TRANSFORMERS)

@@ -15,7 +15,7 @@ from app.engine.families import family_named, refusal
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
 from app.engine.style import StyleReference
-from tests.families.builders import FAMILY_OF, FLUX, QWEN, SD1, SD3, SDXL, ZIMAGE
+from tests.families.builders import FAMILY_OF, FLUX, FLUX2, QWEN, SD1, SD3, SDXL, ZIMAGE
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def as_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float32)
 
 
-@pytest.mark.parametrize("model", list(FAMILY_OF))
+@pytest.mark.parametrize("model", [name for name in FAMILY_OF if name != FLUX2])
 def test_image_to_image_repaints_the_content_less_the_lower_the_strength(registry: ModelRegistry, model: str) -> None:
     content = Image.new("RGB", (64, 64), (200, 60, 40))
 
@@ -63,16 +63,26 @@ def test_sdxl_style_runs_with_its_two_text_encoders(registry: ModelRegistry) -> 
     assert image.size == (64, 64)
 
 
+# A strongly coloured reference per family: tiny random decoders draw most flat colours alike, and
+# these are colours each build's decoder tells apart from its others (see builders.build_sd3).
+BLUE, ORANGE = (20, 60, 230), (230, 120, 20)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model", [SD3, FLUX])
+@pytest.mark.parametrize(
+    ("model", "colour"), [(SD3, BLUE), (FLUX, ORANGE), (FLUX2, BLUE), (QWEN, BLUE), (ZIMAGE, BLUE)]
+)
 def test_joint_attention_style_moves_the_colours_towards_the_reference_with_strength(
-    registry: ModelRegistry, model: str
+    registry: ModelRegistry, model: str, colour: tuple[int, int, int]
 ) -> None:
-    reference = Image.new("RGB", (64, 64), (230, 120, 20))
+    reference = Image.new("RGB", (64, 64), colour)
     pipeline = registry.pipeline(model, "cpu")
     with torch.no_grad():  # what this random decoder makes of the reference: the colour to move towards
         pixels = pipeline.image_processor.preprocess(reference, height=64, width=64)
-        round_trip = pipeline.vae.decode(pipeline.vae.encode(pixels).latent_dist.mean).sample
+        if getattr(pipeline.vae.config, "latents_mean", None) is not None:  # Qwen-Image's video VAE: one frame
+            round_trip = pipeline.vae.decode(pipeline.vae.encode(pixels[:, :, None]).latent_dist.mean).sample[:, :, 0]
+        else:
+            round_trip = pipeline.vae.decode(pipeline.vae.encode(pixels).latent_dist.mean).sample
     target = as_array(pipeline.image_processor.postprocess(round_trip)[0]).mean(axis=(0, 1))
 
     def distance(strength: float) -> float:
@@ -91,28 +101,13 @@ def test_joint_attention_style_moves_the_colours_towards_the_reference_with_stre
 
     none, half, full = distance(0.0), distance(0.5), distance(1.0)
 
-    # Any strength moves the colours towards the reference; on SD3's tiny decoder half and full
-    # strength already land as close as it can draw, so only FLUX's is asked to keep going.
-    assert half < none and full < none
-    if model == FLUX:
-        assert full < half
-
-
-def test_joint_attention_style_changes_a_z_image_painting(registry: ModelRegistry) -> None:
-    def paint(strength: float) -> np.ndarray:
-        reference = StyleReference(Image.new("RGB", (64, 64), (230, 120, 20)))
-        spec = GenerationSpec(
-            model=ZIMAGE, prompt="a barn", seed=3, steps=3, style_references=[reference], style_strength=strength
-        )
-        return as_array(run(registry, spec, device="cpu").images[0])
-
-    assert np.abs(paint(0.0) - paint(1.0)).mean() > 1.0
+    assert none > half > full
 
 
 @pytest.mark.parametrize(
     ("family", "mode", "style", "sentence"),
     [
-        ("flux2", "txt2img", "shared-attention", "FLUX.2 can't use shared-attention style"),
+        ("flux2", "inpaint", None, "this FLUX.2 model can't inpaint: FLUX.2 takes images"),
         ("flux-fill", "inpaint", "shared-attention", "FLUX.1 Fill can't use shared-attention style"),
         ("flux2", "img2img", None, "this FLUX.2 model can't repaint a content image: FLUX.2 takes images"),
         ("flux-fill", "txt2img", None, "this FLUX.1 Fill model can't paint from a prompt alone"),
