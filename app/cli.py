@@ -103,7 +103,10 @@ def import_model(
     file: Annotated[Path, typer.Argument(help="A single-file checkpoint (.safetensors) in the original layout.")],
     config: Annotated[
         Path | None,
-        typer.Option(help="A diffusers folder of the same model whose configs to use (needed beyond SD 1.x and SDXL)."),
+        typer.Option(
+            help="A diffusers folder of the same model whose configs to use (needed beyond SD 1.x and SDXL); "
+            "for an SD3 or FLUX file holding only the transformer, with the other components' weights."
+        ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="The model's name (default: the file's name).")] = None,
 ) -> None:

@@ -172,3 +172,155 @@ def config_folder(folder: Path, target: Path) -> Path:
             destination.parent.mkdir(parents=True, exist_ok=True)
             destination.write_bytes(path.read_bytes())
     return target
+
+
+# -- SD3: the MMDiT as Stability ships it (``model.diffusion_model.joint_blocks...``) ----------------------
+
+_SD3_FIXED = {
+    "pos_embed.proj": "x_embedder.proj",
+    "time_text_embed.timestep_embedder.linear_1": "t_embedder.mlp.0",
+    "time_text_embed.timestep_embedder.linear_2": "t_embedder.mlp.2",
+    "time_text_embed.text_embedder.linear_1": "y_embedder.mlp.0",
+    "time_text_embed.text_embedder.linear_2": "y_embedder.mlp.2",
+    "context_embedder": "context_embedder",
+    "proj_out": "final_layer.linear",
+}
+_SD3_BLOCK = {
+    "attn.to_out.0": "x_block.attn.proj",
+    "attn.to_add_out": "context_block.attn.proj",
+    "attn.norm_q": "x_block.attn.ln_q",
+    "attn.norm_k": "x_block.attn.ln_k",
+    "attn.norm_added_q": "context_block.attn.ln_q",
+    "attn.norm_added_k": "context_block.attn.ln_k",
+    "norm1.linear": "x_block.adaLN_modulation.1",
+    "norm1_context.linear": "context_block.adaLN_modulation.1",
+    "ff.net.0.proj": "x_block.mlp.fc1",
+    "ff.net.2": "x_block.mlp.fc2",
+    "ff_context.net.0.proj": "context_block.mlp.fc1",
+    "ff_context.net.2": "context_block.mlp.fc2",
+}
+
+
+def _swap_halves(value: torch.Tensor) -> torch.Tensor:
+    """The original final norms give (shift, scale) where diffusers' give (scale, shift); its own inverse."""
+    first, second = value.chunk(2, dim=0)
+    return torch.cat([second, first], dim=0)
+
+
+def sd3_transformer_to_original(state: dict[str, torch.Tensor], layers: int) -> dict[str, torch.Tensor]:
+    """The inverse of diffusers' ``convert_sd3_transformer_checkpoint_to_diffusers``: q/k/v fused, names Stability's."""
+    out: dict[str, torch.Tensor] = {"pos_embed": state["pos_embed.pos_embed"]}
+    for key, value in state.items():
+        stem, kind = key.rsplit(".", 1)
+        if stem in _SD3_FIXED:
+            out[f"{_SD3_FIXED[stem]}.{kind}"] = value
+        elif stem == "norm_out.linear":
+            out[f"final_layer.adaLN_modulation.1.{kind}"] = _swap_halves(value)
+        elif key.startswith("transformer_blocks."):
+            _, index, rest = key.split(".", 2)
+            stem = rest.rsplit(".", 1)[0]
+            if stem in _SD3_BLOCK:
+                # The last block's context norm has only a shift and a scale, in the original's order.
+                last_context_norm = stem == "norm1_context.linear" and int(index) == layers - 1
+                out[f"joint_blocks.{index}.{_SD3_BLOCK[stem]}.{kind}"] = (
+                    _swap_halves(value) if last_context_norm else value
+                )
+    for index in range(layers):
+        for kind in ("weight", "bias"):
+            for side, names in (
+                ("x_block", ("to_q", "to_k", "to_v")),
+                ("context_block", ("add_q_proj", "add_k_proj", "add_v_proj")),
+            ):
+                parts = [state[f"transformer_blocks.{index}.attn.{name}.{kind}"] for name in names]
+                out[f"joint_blocks.{index}.{side}.attn.qkv.{kind}"] = torch.cat(parts)
+    return {"model.diffusion_model." + key: value for key, value in out.items()}
+
+
+def write_sd3_transformer(folder: Path, file: Path) -> Path:
+    """The MMDiT of ``folder`` (a StableDiffusion3Pipeline) as one file in Stability's layout."""
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    state = sd3_transformer_to_original(_weights(folder / "transformer"), int(config["num_layers"]))
+    save_file({key: value.contiguous() for key, value in state.items()}, file)
+    return file
+
+
+# -- FLUX.1: the transformer as Black Forest Labs ships it (``double_blocks``, ``single_blocks``) ----------
+
+_FLUX_FIXED = {
+    "time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
+    "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
+    "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
+    "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
+    "time_text_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
+    "time_text_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
+    "context_embedder": "txt_in",
+    "x_embedder": "img_in",
+    "proj_out": "final_layer.linear",
+}
+_FLUX_DOUBLE = {
+    "norm1.linear": "img_mod.lin",
+    "norm1_context.linear": "txt_mod.lin",
+    "attn.norm_q": "img_attn.norm.query_norm",
+    "attn.norm_k": "img_attn.norm.key_norm",
+    "attn.norm_added_q": "txt_attn.norm.query_norm",
+    "attn.norm_added_k": "txt_attn.norm.key_norm",
+    "ff.net.0.proj": "img_mlp.0",
+    "ff.net.2": "img_mlp.2",
+    "ff_context.net.0.proj": "txt_mlp.0",
+    "ff_context.net.2": "txt_mlp.2",
+    "attn.to_out.0": "img_attn.proj",
+    "attn.to_add_out": "txt_attn.proj",
+}
+_FLUX_SINGLE = {
+    "norm.linear": "modulation.lin",
+    "attn.norm_q": "norm.query_norm",
+    "attn.norm_k": "norm.key_norm",
+    "proj_out": "linear2",
+}
+
+
+def flux_transformer_to_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of diffusers' ``convert_flux_transformer_checkpoint_to_diffusers``."""
+    out: dict[str, torch.Tensor] = {}
+
+    def norm_name(name: str, kind: str) -> str:
+        # The original RMS norms call their weight ``scale``.
+        return f"{name}.scale" if name.endswith("_norm") else f"{name}.{kind}"
+
+    for key, value in state.items():
+        stem, kind = key.rsplit(".", 1)
+        if stem in _FLUX_FIXED:
+            out[f"{_FLUX_FIXED[stem]}.{kind}"] = value
+        elif stem == "norm_out.linear":
+            out[f"final_layer.adaLN_modulation.1.{kind}"] = _swap_halves(value)
+        elif key.startswith("transformer_blocks."):
+            _, index, rest = key.split(".", 2)
+            stem = rest.rsplit(".", 1)[0]
+            if stem in _FLUX_DOUBLE:
+                out[norm_name(f"double_blocks.{index}.{_FLUX_DOUBLE[stem]}", kind)] = value
+        elif key.startswith("single_transformer_blocks."):
+            _, index, rest = key.split(".", 2)
+            stem = rest.rsplit(".", 1)[0]
+            if stem in _FLUX_SINGLE:
+                out[norm_name(f"single_blocks.{index}.{_FLUX_SINGLE[stem]}", kind)] = value
+    doubles = {int(key.split(".")[1]) for key in state if key.startswith("transformer_blocks.")}
+    singles = {int(key.split(".")[1]) for key in state if key.startswith("single_transformer_blocks.")}
+    for kind in ("weight", "bias"):
+        for index in doubles:
+            block = f"transformer_blocks.{index}.attn"
+            image = [state[f"{block}.{name}.{kind}"] for name in ("to_q", "to_k", "to_v")]
+            text = [state[f"{block}.{name}.{kind}"] for name in ("add_q_proj", "add_k_proj", "add_v_proj")]
+            out[f"double_blocks.{index}.img_attn.qkv.{kind}"] = torch.cat(image)
+            out[f"double_blocks.{index}.txt_attn.qkv.{kind}"] = torch.cat(text)
+        for index in singles:
+            block = f"single_transformer_blocks.{index}"
+            parts = [state[f"{block}.attn.{name}.{kind}"] for name in ("to_q", "to_k", "to_v")]
+            out[f"single_blocks.{index}.linear1.{kind}"] = torch.cat([*parts, state[f"{block}.proj_mlp.{kind}"]])
+    return {"model.diffusion_model." + key: value for key, value in out.items()}
+
+
+def write_flux_transformer(folder: Path, file: Path) -> Path:
+    """The transformer of ``folder`` (a FluxPipeline) as one file in Black Forest Labs' layout."""
+    state = flux_transformer_to_original(_weights(folder / "transformer"))
+    save_file({key: value.contiguous() for key, value in state.items()}, file)
+    return file

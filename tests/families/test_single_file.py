@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,13 @@ from app.engine.catalog import ModelCatalog
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
 from app.engine.single_file import CONFIGS, CheckpointError, import_checkpoint, shipped_config
-from tests.families.builders import build_sd, build_sdxl
-from tests.families.original_layout import config_folder, write_original_checkpoint
+from tests.families.builders import FLUX, SD3, build_sd, build_sdxl
+from tests.families.original_layout import (
+    config_folder,
+    write_flux_transformer,
+    write_original_checkpoint,
+    write_sd3_transformer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +172,74 @@ def test_the_shipped_configs_are_the_real_architectures() -> None:
         assert count(UNet2DConditionModel.from_config(config("sdxl/unet/config.json"))) == 2_567_463_684
         bigg = CLIPTextModelWithProjection(CLIPTextConfig(**config("sdxl/text_encoder_2/config.json")))
         assert count(bigg) == 694_659_840
+
+
+# -- SD3 and FLUX.1: the transformer alone, the rest from a --config folder ---------------------------------
+
+
+def without_transformer_weights(folder: Path, target: Path) -> Path:
+    """A diffusers folder of the model with every weight but the transformer's: what a --config folder holds."""
+    for path in folder.rglob("*"):
+        if path.is_file() and not (path.suffix == ".safetensors" and path.parent.name == "transformer"):
+            destination = target / path.relative_to(folder)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(path.read_bytes())
+    return target
+
+
+def test_an_sd3_transformer_file_imports_with_a_config_folder_and_paints(
+    family_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = family_models_dir / SD3
+    file = write_sd3_transformer(source, tmp_path / "sd35-finetune.safetensors")
+    config = without_transformer_weights(source, tmp_path / "sd3-config")
+    models_dir = tmp_path / "models"
+
+    code, output = run_cli(models_dir, monkeypatch, "models", "import", str(file), "--config", str(config))
+
+    assert code == 0, output
+    assert "imported sd35-finetune.safetensors as sd35-finetune" in output
+    folder = models_dir / "sd35-finetune"
+    for component in ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
+        assert same_weights(source / component, folder / component), component
+    [spec] = ModelCatalog(models_dir).list()
+    assert (spec.family.name, spec.pipeline_class) == ("sd3", "StableDiffusion3Pipeline")
+    registry = ModelRegistry(models_dir)
+    paint = GenerationSpec(model="sd35-finetune", prompt="a red barn", seed=1, steps=2, width=64, height=64)
+    [image] = run(registry, paint, device="cpu").images
+    [original] = run(ModelRegistry(family_models_dir), replace(paint, model=SD3), device="cpu").images
+    assert image.size == (64, 64)
+    assert image.tobytes() == original.tobytes(), "the imported model paints as the one it was written from"
+
+
+def test_a_transformer_file_whose_config_folder_has_no_weights_says_what_it_needs(
+    family_models_dir: Path, tmp_path: Path
+) -> None:
+    file = write_sd3_transformer(family_models_dir / SD3, tmp_path / "sd3.safetensors")
+    config = config_folder(family_models_dir / SD3, tmp_path / "configs-only")
+
+    with pytest.raises(CheckpointError, match="holds only the transformer") as refused:
+        import_checkpoint(file, tmp_path / "models", config=config)
+
+    assert "vae" in str(refused.value) and "text_encoder_3" in str(refused.value)
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_a_flux_transformer_file_is_told_and_a_failed_conversion_leaves_nothing(
+    family_models_dir: Path, tmp_path: Path
+) -> None:
+    """diffusers' FLUX.1 converter assumes the real width (3072): a tiny transformer can't be read.
+
+    What the studio owes the artist then is a sentence and no half-made model folder.
+    """
+    file = write_flux_transformer(family_models_dir / FLUX, tmp_path / "flux1-tiny.safetensors")
+    config = without_transformer_weights(family_models_dir / FLUX, tmp_path / "flux-config")
+
+    with pytest.raises(CheckpointError, match="flux1-tiny.safetensors could not be converted with the configs in"):
+        import_checkpoint(file, tmp_path / "models", config=config)
+
+    assert list((tmp_path / "models").iterdir()) == []
+    without = tmp_path / "alone.safetensors"
+    without.write_bytes(file.read_bytes())
+    with pytest.raises(CheckpointError, match="looks like flux: pass --config DIR"):
+        import_checkpoint(without, tmp_path / "models")
