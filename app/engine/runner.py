@@ -396,12 +396,13 @@ def _ip_adapter(pipeline: Any, scale: float) -> Iterator[None]:
     weights = sorted((folder / "ip_adapter").glob("*.safetensors")) if folder.name else []
     if not weights or not (folder / "image_encoder").is_dir():
         raise ValueError("this model has no IP-Adapter weights and image encoder")
+    encoder: dict[str, Any] = {"image_encoder_folder": str(folder / "image_encoder")}
+    if "image_encoder_pretrained_model_name_or_path" in inspect.signature(pipeline.load_ip_adapter).parameters:
+        # FLUX.1's loader names the encoder's folder otherwise, and would load it in float16.
+        encoder = {"image_encoder_pretrained_model_name_or_path": encoder["image_encoder_folder"]}
+        encoder["image_encoder_dtype"] = pipeline.transformer.dtype
     pipeline.load_ip_adapter(
-        str(folder / "ip_adapter"),
-        subfolder="",
-        weight_name=weights[0].name,
-        image_encoder_folder=str(folder / "image_encoder"),
-        local_files_only=True,
+        str(folder / "ip_adapter"), subfolder="", weight_name=weights[0].name, local_files_only=True, **encoder
     )
     try:
         pipeline.set_ip_adapter_scale(scale)
