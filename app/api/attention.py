@@ -46,7 +46,7 @@ def word_heat_map(
     store: StoreDep,
     index: int = Path(ge=0, le=255, description="the word's index in the attention answer"),
 ) -> Response:
-    """Word ``index``'s heat map: a transparent PNG at the image's size, warm where the word landed."""
+    """Word ``index``'s heat map: an RGBA PNG at the image's size, dimmed where the word did not land."""
     png = attention.heat_map_png(session, store, image_id=image_id, user=user, index=index)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 

@@ -50,6 +50,9 @@ FUNCTION_WORDS = frozenset(
         *("near", "behind", "beside", "and", "or", "but", "as", "is", "are", "was", "be"),
     }
 )
+# The heat map's colours (RGBA) where a word took nothing and where it took the most.
+_UNLIT = (10, 11, 15, 190)
+_LIT = (255, 196, 92, 64)
 _MAX_WORDS = 256
 _MAX_SIDE = 64
 Refinement = Literal["weight", "earlier"]
@@ -177,7 +180,7 @@ def for_image(session: Session, store: ImageStore, *, image_id: int, user: User 
 
 
 def heat_map_png(session: Session, store: ImageStore, *, image_id: int, user: User | None, index: int) -> bytes:
-    """Word ``index``'s heat map at the image's size: transparent where it did not land, warm where it did."""
+    """Word ``index``'s heat map at the image's size: dimmed where the word did not land, lit where it did."""
     attention = for_image(session, store, image_id=image_id, user=user)
     if attention.heat is None:
         raise NotFound(f"image {image_id} has no attention maps: {attention.reason}")
@@ -187,12 +190,11 @@ def heat_map_png(session: Session, store: ImageStore, *, image_id: int, user: Us
     small = PILImage.fromarray(attention.heat[index].astype(np.float32), mode="F")
     value = np.asarray(small.resize((image.width, image.height), PILImage.Resampling.BILINEAR), dtype=np.float32)
     value = np.clip(value, 0.0, 1.0)
-    rgba = np.zeros((image.height, image.width, 4), dtype=np.uint8)
-    # Yellow where the word barely reached, red where it took the most; opacity follows the value.
-    rgba[..., 0] = 255
-    rgba[..., 1] = (230 * (1.0 - value)).astype(np.uint8)
-    rgba[..., 2] = 0
-    rgba[..., 3] = (215 * value).astype(np.uint8)
+    # A spotlight that reads over any painting: where the word did not land the picture is dimmed
+    # (dark, 75 % opaque), where it landed most it is lit with a light warm tint (25 % opaque).
+    shade = np.array(_UNLIT, dtype=np.float32)
+    light = np.array(_LIT, dtype=np.float32)
+    rgba = (shade + (light - shade) * value[..., None]).round().astype(np.uint8)
     buffer = io.BytesIO()
     PILImage.fromarray(rgba, mode="RGBA").save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
