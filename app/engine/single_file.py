@@ -6,8 +6,8 @@ one: the studio ships those configs for SD 1.x and SDXL (``checkpoint_configs/``
 CLIP tokenizers built from CLIP's byte-pair vocabulary), and takes a ``--config`` folder (a
 diffusers folder of the same architecture) for any other family, SD3 and FLUX included. A whole
 checkpoint needs only its configs; an SD3 or FLUX file holding the transformer alone (as
-``flux1-dev.safetensors`` does) takes the other components' weights from that folder. Pickle
-checkpoints (``.ckpt``, ``.pt``, ...) are refused: unpickling runs code.
+``flux1-dev.safetensors`` does), or with its VAE, takes the other components' weights from that
+folder. Pickle checkpoints (``.ckpt``, ``.pt``, ...) are refused: unpickling runs code.
 
 The family is read from the file's safetensors header (names and shapes, no weights), so a
 file can be described without torch; the conversion itself imports diffusers.
@@ -159,8 +159,8 @@ def import_checkpoint(file: Path, models_dir: Path, *, config: Path | None = Non
         work = Path(scratch)
         folder = config if config is not None else shipped_config(family, tensors, work)
         index = _config_index(folder)
-        if _denoiser_only(family, tensors):
-            pipeline = _from_denoiser_file(file, folder, index)
+        if _partial(family, tensors):
+            pipeline = _from_partial_file(file, folder, index, tensors)
         else:
             pipeline = _from_single_file(file, folder, str(index["_class_name"]))
         staging = work / "out"
@@ -185,46 +185,60 @@ def _config_index(folder: Path) -> dict[str, Any]:
 
 
 # Transformer families often ship the denoiser alone (FLUX.1's flux1-dev.safetensors, many SD3.5
-# fine-tunes): the file's VAE, if it has one, is under one of these prefixes.
+# fine-tunes) or with its VAE but without the text encoders; these prefixes tell what a file holds.
 _VAE_PREFIXES = ("first_stage_model.", "vae.")
+_TEXT_ENCODER_PREFIXES = ("text_encoders.",)
 _TRANSFORMER_FAMILIES = ("sd3", "flux")
 # Components that carry weights; schedulers and tokenizers are configs and vocabularies.
 _WEIGHTLESS = {"scheduler", "tokenizer", "tokenizer_2", "tokenizer_3", "feature_extractor"}
 
 
-def _denoiser_only(family: str, tensors: dict[str, Any]) -> bool:
-    """An SD3 or FLUX file holding only the transformer: the rest comes from the config folder."""
-    return family in _TRANSFORMER_FAMILIES and not any(name.startswith(_VAE_PREFIXES) for name in tensors)
+def _holds(tensors: dict[str, Any], prefixes: tuple[str, ...]) -> bool:
+    return any(name.startswith(prefixes) for name in tensors)
 
 
-def _from_denoiser_file(file: Path, config: Path, index: dict[str, Any]) -> Any:
-    """The transformer converted from ``file``; every other component loaded from the config folder."""
+def _partial(family: str, tensors: dict[str, Any]) -> bool:
+    """An SD3 or FLUX file without its VAE or text encoders: what it lacks comes from the config folder.
+
+    (diffusers' whole-pipeline loader can't take a missing text encoder from a local folder: it looks
+    for diffusers' weight file names, not transformers' ``model.safetensors``.)
+    """
+    whole = _holds(tensors, _VAE_PREFIXES) and _holds(tensors, _TEXT_ENCODER_PREFIXES)
+    return family in _TRANSFORMER_FAMILIES and not whole
+
+
+def _from_partial_file(file: Path, config: Path, index: dict[str, Any], tensors: dict[str, Any]) -> Any:
+    """The transformer (and the VAE, if the file has one) converted from ``file``; the rest from ``config``."""
     import diffusers
 
-    entry = index.get("transformer")
-    if not isinstance(entry, list) or len(entry) != 2 or not hasattr(diffusers, str(entry[1])):
-        raise CheckpointError(f"the config folder {config} has no transformer for {file.name} to be loaded into")
+    in_file = ["transformer"] + (["vae"] if _holds(tensors, _VAE_PREFIXES) else [])
+    classes = {}
+    for name in in_file:
+        entry = index.get(name)
+        if not isinstance(entry, list) or len(entry) != 2 or not hasattr(diffusers, str(entry[1])):
+            raise CheckpointError(f"the config folder {config} has no {name} for {file.name} to be loaded into")
+        classes[name] = getattr(diffusers, str(entry[1]))
     components = [name for name, value in index.items() if isinstance(value, list) and value[0] is not None]
     missing = [
         name
         for name in components
-        if name != "transformer" and name not in _WEIGHTLESS and not any((config / name).glob("*.safetensors"))
+        if name not in in_file and name not in _WEIGHTLESS and not any((config / name).glob("*.safetensors"))
     ]
     if missing:
+        held = " and ".join(in_file)
         raise CheckpointError(
-            f"{file.name} holds only the transformer; the config folder must hold the weights of the rest "
+            f"{file.name} holds only the {held}; the config folder must hold the weights of the rest "
             f"(.safetensors in {', '.join(missing)}), as a diffusers folder of the same model does"
         )
     pipeline_class = getattr(diffusers, str(index["_class_name"]), None)
     if pipeline_class is None:
         raise CheckpointError(f"{index['_class_name']} is not a diffusers pipeline")
     try:
-        transformer = getattr(diffusers, str(entry[1])).from_single_file(
-            str(file), config=str(config), subfolder="transformer", local_files_only=True
-        )
-        return pipeline_class.from_pretrained(
-            str(config), transformer=transformer, local_files_only=True, use_safetensors=True
-        )
+        converted = {
+            name: model_class.from_single_file(str(file), config=str(config), subfolder=name, local_files_only=True)
+            for name, model_class in classes.items()
+        }
+        return pipeline_class.from_pretrained(str(config), local_files_only=True, use_safetensors=True, **converted)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise CheckpointError(f"{file.name} could not be converted with the configs in {config}: {error}") from error
 

@@ -236,10 +236,13 @@ def sd3_transformer_to_original(state: dict[str, torch.Tensor], layers: int) -> 
     return {"model.diffusion_model." + key: value for key, value in out.items()}
 
 
-def write_sd3_transformer(folder: Path, file: Path) -> Path:
-    """The MMDiT of ``folder`` (a StableDiffusion3Pipeline) as one file in Stability's layout."""
+def write_sd3_transformer(folder: Path, file: Path, *, with_vae: bool = False) -> Path:
+    """The MMDiT of ``folder`` (a StableDiffusion3Pipeline) as one file in Stability's layout, with its VAE if asked."""
     config = json.loads((folder / "transformer" / "config.json").read_text())
     state = sd3_transformer_to_original(_weights(folder / "transformer"), int(config["num_layers"]))
+    if with_vae:
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        state |= vae_to_ldm(_weights(folder / "vae"), len(vae["block_out_channels"]))
     save_file({key: value.contiguous() for key, value in state.items()}, file)
     return file
 

@@ -177,22 +177,25 @@ def test_the_shipped_configs_are_the_real_architectures() -> None:
 # -- SD3 and FLUX.1: the transformer alone, the rest from a --config folder ---------------------------------
 
 
-def without_transformer_weights(folder: Path, target: Path) -> Path:
-    """A diffusers folder of the model with every weight but the transformer's: what a --config folder holds."""
+def without_transformer_weights(folder: Path, target: Path, *, also: tuple[str, ...] = ()) -> Path:
+    """A diffusers folder of the model with every weight but the transformer's (and ``also``'s): a --config folder."""
+    left_out = {"transformer", *also}
     for path in folder.rglob("*"):
-        if path.is_file() and not (path.suffix == ".safetensors" and path.parent.name == "transformer"):
+        if path.is_file() and not (path.suffix == ".safetensors" and path.parent.name in left_out):
             destination = target / path.relative_to(folder)
             destination.parent.mkdir(parents=True, exist_ok=True)
             destination.write_bytes(path.read_bytes())
     return target
 
 
+@pytest.mark.parametrize("with_vae", [False, True], ids=["transformer", "transformer-and-vae"])
 def test_an_sd3_transformer_file_imports_with_a_config_folder_and_paints(
-    family_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    family_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_vae: bool
 ) -> None:
     source = family_models_dir / SD3
-    file = write_sd3_transformer(source, tmp_path / "sd35-finetune.safetensors")
-    config = without_transformer_weights(source, tmp_path / "sd3-config")
+    file = write_sd3_transformer(source, tmp_path / "sd35-finetune.safetensors", with_vae=with_vae)
+    # What the file holds, the config folder need not: the VAE then comes from the file alone.
+    config = without_transformer_weights(source, tmp_path / "sd3-config", also=("vae",) if with_vae else ())
     models_dir = tmp_path / "models"
 
     code, output = run_cli(models_dir, monkeypatch, "models", "import", str(file), "--config", str(config))
