@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -9,7 +10,7 @@ from fastapi import Depends, Request
 from pydantic import ValidationError
 
 from app.db.models import Generation
-from app.params import SCHEDULER_NAMES, LoraWeight, Parameters, lora_text
+from app.params import SCHEDULER_NAMES, LoraWeight, Parameters, Region, lora_text
 from app.schemas import PromptRequest
 from app.services.errors import StudioError
 
@@ -27,6 +28,11 @@ def _as_text(value: Any) -> str:
         # The LoRAs field reads as A1111 writes LoRAs in a prompt: <lora:name:weight> ...
         return lora_text([LoraWeight.model_validate(item) for item in value])
     return str(value)
+
+
+def regions_text(regions: list[Region] | None) -> str:
+    """The regions field as the region editor reads and writes it: JSON, or empty for none."""
+    return json.dumps([region.model_dump(mode="json") for region in regions]) if regions else ""
 
 
 def _default(name: str) -> str:
@@ -62,6 +68,7 @@ class StudioForm:
         return cls(
             **{name: _as_text(value) for name, value in recorded.items()},
             loras=lora_text(generation.params.loras if generation.params is not None else None),
+            regions=regions_text(generation.params.regions if generation.params is not None else None),
             parent_id=str(generation.id),
         )
 

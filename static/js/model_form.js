@@ -60,7 +60,15 @@
     }
     var style = form.querySelector("[data-style-refs]");
     if (style) style.hidden = methods.length === 0;
+    var regions = form.querySelector("[data-region-editor]");
+    if (regions) {
+      // Regional prompts mask a UNet's cross-attention: the editor hides where the model has none.
+      regions.hidden = !can.regional_prompts;
+      var value = regions.querySelector("[data-role=regions-value]");
+      if (value) value.disabled = !can.regional_prompts;
+    }
     form.dataset.family = model.family || "";
+    form.dispatchEvent(new CustomEvent("studio:model-applied"));
   }
 
   function init() {

@@ -29,6 +29,12 @@
       if (field && params[name] !== null && params[name] !== undefined) field.value = String(params[name]);
     });
     setSelect(form.elements.namedItem("scheduler"), params.scheduler);
+    var regions = form.elements.namedItem("regions");
+    if (regions && Array.isArray(params.regions)) {
+      // The region editor (region_editor.js) redraws from the field when it changes.
+      regions.value = params.regions.length ? JSON.stringify(params.regions) : "";
+      regions.dispatchEvent(new Event("change"));
+    }
     var modelKnown = setSelect(form.elements.namedItem("model"), params.model);
     var parent = form.elements.namedItem("parent_id");
     if (parent) parent.value = "";
