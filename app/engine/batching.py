@@ -18,10 +18,12 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Hashable, Sequence
+from dataclasses import MISSING, fields
 from typing import Any
 
 import torch
 
+from app.engine.attention_maps import recording
 from app.engine.families import refusal
 from app.engine.loras import applied
 from app.engine.previews import latents_preview
@@ -38,23 +40,43 @@ from app.engine.runner import (
     pipeline_for,
 )
 
+# What each image of a batch may have of its own.
+_PER_IMAGE = ("prompt", "negative_prompt", "seed", "n_images", "init_image")
+# What the call is made of: equal across a batch.
+_SHARED = ("model", "mode", "width", "height", "steps", "scheduler", "guidance", "strength")
+# How a job hears of its progress, which changes no pixel.
+_REPORTING = ("preview_every", "record_attention")
+
+
+def _defaults() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for spec_field in fields(GenerationSpec):
+        if spec_field.default is not MISSING:
+            found[spec_field.name] = spec_field.default
+        elif spec_field.default_factory is not MISSING:
+            found[spec_field.name] = spec_field.default_factory()
+    return found
+
+
+_DEFAULTS = _defaults()
+
 
 def call_key(spec: GenerationSpec) -> tuple[Hashable, ...] | None:
-    """What a spec's pipeline call is made of, besides texts, seeds and sources; None: paint it alone."""
+    """What a spec's pipeline call is made of, besides texts, seeds and sources; None: paint it alone.
+
+    Every field of the spec that is neither an image's own, nor the shared call's, nor reporting
+    (style references, regions, a mask, an interpolation, a tiled VAE, ControlNets, an upscaler,
+    whatever is added later) must be at its default: such a spec is painted alone.
+    """
     if spec.mode not in ("txt2img", "img2img") or (spec.mode == "img2img" and spec.init_image is None):
         return None
-    if spec.style_references or spec.regions or spec.interpolate_to is not None or spec.tiled_vae:
+    known = {*_PER_IMAGE, *_SHARED, *_REPORTING, "loras"}
+    if any(getattr(spec, name) != default for name, default in _DEFAULTS.items() if name not in known):
         return None
     if has_weighting(spec.prompt) or has_weighting(spec.negative_prompt):
-        return None
+        return None  # compel builds weighted embeddings one prompt at a time
     return (
-        spec.model,
-        spec.mode,
-        spec.width,
-        spec.height,
-        spec.steps,
-        spec.scheduler,
-        spec.guidance,
+        *(getattr(spec, name) for name in _SHARED if name != "strength"),
         spec.strength if spec.mode == "img2img" else None,
         tuple((lora.name, lora.weight) for lora in spec.loras),
         # Some families read an absent negative prompt otherwise than an empty one (SDXL's zeroed
@@ -169,15 +191,26 @@ def run_batch(
     _vae_tiling(pipeline, device, first.width * first.height)
 
     # 4. run, with the shared LoRAs loaded for this call only
-    with applied(pipeline, first.loras, registry.models_dir), torch.inference_mode():
+    #    and the attention maps recorded: one per image of the batch, read against its own job's prompt
+    with (
+        applied(pipeline, first.loras, registry.models_dir),
+        torch.inference_mode(),
+        recording(
+            pipeline, width=first.width, height=first.height, enabled=any(spec.record_attention for spec in specs)
+        ) as recorded,
+    ):
         output = pipeline(**arguments)
     images = list(output.images)
+    attention = recorded.word_maps(getattr(pipeline, "tokenizer", None), [spec.prompt for spec in per_image])
 
     # 5. each spec's own images back, in its own order; a dropped spec gets None
     seconds = time.perf_counter() - started
     return [
         GenerationResult(
-            images=images[offsets[index] : offsets[index] + spec.n_images], seeds=seeds[index], seconds=seconds
+            images=images[offsets[index] : offsets[index] + spec.n_images],
+            seeds=seeds[index],
+            seconds=seconds,
+            attention=attention[offsets[index] : offsets[index] + spec.n_images],
         )
         if live[index]
         else None

@@ -2,7 +2,10 @@
 
 A task only says "a job is waiting": the worker claims the next job in fair order from the
 database, which stays the source of truth. A lost message or a task run twice therefore loses
-nothing and repeats nothing: each run claims at most one queued row (one guarded UPDATE).
+nothing and repeats nothing: each run claims at most one queued row (one guarded UPDATE), and
+then the queued rows the fair order runs next while they can share its pipeline call (dynamic
+batching, ``app.workers.batches``; each by its own guarded UPDATE): their own messages later find
+them taken and claim the next job, or nothing.
 
 The broker is ``STUDIO_BROKER_URL``: RabbitMQ by default, which hands a dead worker's
 unacknowledged message to another worker as soon as the connection drops; ``redis://`` works,
@@ -91,7 +94,7 @@ def worker_name(device: str) -> str:
 @celery_app.task(name="studio.run_next_generation")
 def run_next_generation(hint_generation_id: int) -> int | None:
     from app.services import queue
-    from app.workers.jobs import execute
+    from app.workers.batches import execute_claimed
 
     settings, context = _worker_context()
     device = settings.device_list[0]
@@ -104,7 +107,8 @@ def run_next_generation(hint_generation_id: int) -> int | None:
         job_id = job.id if job is not None else None
     if job_id is None:
         return None
-    execute(context, job_id, worker=worker, device=device)
+    # With the queued jobs that can share its call: their own messages then find them taken.
+    execute_claimed(context, job_id, worker=worker, device=device)
     return job_id
 
 

@@ -44,6 +44,8 @@ class JobContext:
     heartbeat_seconds: float
     # Signs each output with Content Credentials; None writes the text chunks only.
     credentials: provenance.Provenance | None = None
+    # Images one call may paint for jobs sharing it (STUDIO_MAX_BATCH; 0: per device, 1: alone).
+    max_batch: int = 1
 
 
 def build_job_context(
@@ -61,6 +63,7 @@ def build_job_context(
         bus=bus,
         heartbeat_seconds=settings.heartbeat_seconds,
         credentials=provenance.provenance_for(settings),
+        max_batch=settings.max_batch,
     )
 
 

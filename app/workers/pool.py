@@ -220,7 +220,7 @@ class WorkerPool:
             self._set_model_state(device, model, "ready")
 
     def _work(self, context: JobContext, device: str) -> None:
-        from app.workers.jobs import execute
+        from app.workers.batches import execute_claimed
 
         worker = f"{worker_prefix()}{os.getpid()}:{device}"
         if self.settings.preload_default_model:
@@ -240,7 +240,8 @@ class WorkerPool:
                     continue
                 self.busy[device] = job_id
                 try:
-                    execute(context, job_id, worker=worker, device=device, stop=self._stop)
+                    # With the queued jobs that can share its pipeline call, claimed in fair order.
+                    execute_claimed(context, job_id, worker=worker, device=device, stop=self._stop)
                 finally:
                     self.busy[device] = None
                 self._note_warm(context, device)
