@@ -119,3 +119,23 @@ def test_on_studio_tiny_a_boat_on_the_left_peaks_left_and_a_nonsense_word_lands_
         assert nonsense.weak, found
     assert left > right, (left, right)
     assert nonsense_weaker == len(seeds)
+
+
+def test_a_batch_of_jobs_records_each_image_against_its_own_prompt(tiny_registry: ModelRegistry) -> None:
+    from app.engine.batching import run_batch
+
+    specs = [
+        GenerationSpec(model=TINY, prompt="a red boat", seed=1, steps=2, scheduler="ddim"),
+        GenerationSpec(model=TINY, prompt="a yellow sun over hills", seed=2, steps=2, n_images=2, scheduler="ddim"),
+    ]
+    quiet = [GenerationSpec(**{**spec.__dict__, "record_attention": False}) for spec in specs]
+
+    watched = run_batch(tiny_registry, specs, device="cpu")
+    plain = run_batch(tiny_registry, quiet, device="cpu")
+
+    words = [[maps.words if maps else None for maps in result.attention] for result in watched if result]
+    assert words == [[["a", "red", "boat"]], [["a", "yellow", "sun", "over", "hills"]] * 2]
+    for with_maps, without in zip(watched, plain, strict=True):
+        assert with_maps is not None and without is not None
+        for one, other in zip(with_maps.images, without.images, strict=True):
+            assert np.array_equal(np.asarray(one), np.asarray(other))
