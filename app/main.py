@@ -21,6 +21,7 @@ from app.api import admin as admin_api
 from app.api import attention as attention_api
 from app.api import auth as auth_api
 from app.api import brushes as brushes_api
+from app.api import controlnets as controlnets_api
 from app.api import events as events_api
 from app.api import feedback as feedback_api
 from app.api import galleries as galleries_api
@@ -248,6 +249,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models_api.router, prefix="/api")
     app.include_router(loras_api.router, prefix="/api")
     app.include_router(upscalers_api.router, prefix="/api")
+    app.include_router(controlnets_api.router, prefix="/api", dependencies=[ApiCsrf])
     app.include_router(models_api.health_router)
     app.include_router(pages.router)
     app.include_router(partials.router)

@@ -181,6 +181,51 @@ def region_text(region: Region) -> str:
     return f'"{region.prompt}" in {where}{weight}'
 
 
+MAX_CONTROLS = 3
+ControlKind = Literal["canny", "depth", "scribble", "none"]
+CONTROL_KINDS: tuple[str, ...] = ControlKind.__args__  # type: ignore[attr-defined]
+ControlNetName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\w\-. ]+$",
+        title="ControlNet",
+        description="its folder's name under controlnet/",
+    ),
+]
+
+
+class ControlUnit(BaseModel):
+    """A guide image for a ControlNet: the map of ``kind`` computed from the image guides the painting
+    at ``weight`` (0..2) from ``start`` to ``end`` (fractions of the denoising steps)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=True)
+
+    image_id: int = Field(ge=1, le=MAX_ID, title="control image")
+    kind: ControlKind = Field(default="canny", title="pre-processor")
+    model: ControlNetName
+    weight: float = Field(default=1.0, ge=0.0, le=2.0, title="ControlNet weight")
+    start: float = Field(default=0.0, ge=0.0, le=1.0, title="ControlNet start")
+    end: float = Field(default=1.0, ge=0.0, le=1.0, title="ControlNet end")
+
+    @model_validator(mode="after")
+    def _span(self) -> ControlUnit:
+        if self.end <= self.start:
+            raise ValueError(
+                f"a ControlNet's end must come after its start (got start {self.start:g}, end {self.end:g})"
+            )
+        return self
+
+
+def control_text(units: list[ControlUnit] | None) -> str:
+    """How ControlNets read to a person and in a lineage edge: ``canny ControlNet at 1 (0–1) on image #3``."""
+    return "; ".join(
+        f"{unit.kind} {unit.model} at {unit.weight:g} ({unit.start:g}–{unit.end:g}) on image #{unit.image_id}"
+        for unit in units or []
+    )
+
+
 def check_loras(loras: list[LoraWeight]) -> list[LoraWeight]:
     names = [lora.name for lora in loras]
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -278,6 +323,20 @@ class ParameterFields(BaseModel):
     parent_id: int | None = Field(default=None, ge=1, le=MAX_ID, title="refined generation")
     loras: list[LoraWeight] = Field(default_factory=list, max_length=MAX_LORAS, title="LoRAs")
     regions: list[Region] = Field(default_factory=list, max_length=MAX_REGIONS, title="regions")
+    control: list[ControlUnit] = Field(default_factory=list, max_length=MAX_CONTROLS, title="ControlNet")
+
+    @field_validator("control", mode="before")
+    @classmethod
+    def _control_text(cls, value: Any) -> Any:
+        # The studio form sends its ControlNet field as JSON text (static/js/control_picker.js); empty is none.
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return []
+        try:
+            return json.loads(value)
+        except ValueError as error:
+            raise ValueError("control must be a JSON list of ControlNet units") from error
 
     @field_validator("regions", mode="before")
     @classmethod
@@ -391,6 +450,8 @@ class JobParams(BaseModel):
     loras: list[LoraWeight] | None = None
     # regional prompts: a prompt per box on top of the base prompt
     regions: list[Region] | None = None
+    # ControlNets: guide images, their pre-processors and the ControlNets that followed them
+    control: list[ControlUnit] | None = None
     # upscale: how many times larger than the source image it was painted (image-to-image, tiled VAE)
     upscale_scale: float | None = None
     # upscale: the upscaler network (its name under upscalers/) that enlarged the source; None is Lanczos

@@ -23,6 +23,8 @@ from app.params import (
     MAX_PROMPT,
     MAX_SIDE,
     MIN_SIDE,
+    ControlKind,
+    ControlUnit,
     InpaintFields,
     LoraWeight,
     Outpaint,
@@ -113,6 +115,9 @@ class GenerationOut(Parameters):
     estimated_wait_s: float | None = None
     loras: list[LoraWeight] = Field(default_factory=list, description="LoRAs it was painted with, and their hashes")
     regions: list[Region] = Field(default_factory=list, description="prompts painted in boxes of the canvas")
+    control: list[ControlUnit] = Field(
+        default_factory=list, description="guide images and the ControlNets that followed them"
+    )
     upscaler: str | None = Field(default=None, description="the upscaler network an upscale step was enlarged by")
     created_at: UtcDatetime
     started_at: UtcDatetime | None
@@ -152,6 +157,7 @@ class ModelCapabilities(BaseModel):
     schedulers: bool
     weighted_prompts: bool = False
     regional_prompts: bool = False
+    controlnet: bool = False
     limits: str
 
 
@@ -190,6 +196,25 @@ class LoraOut(BaseModel):
     name: str
     family: str | None = Field(description="the model family it is for, when the file tells")
     size: int = Field(description="bytes")
+
+
+class ControlNetOut(BaseModel):
+    """A ControlNet folder a request may name: ``control: [{"image_id", "kind", "model": ..., "weight"}]``."""
+
+    name: str
+    family: str | None = Field(description="the model family it is for, when its config tells")
+    size: int = Field(description="bytes")
+
+
+class ControlPreviewRequest(BaseModel):
+    """An image's control map as a ControlNet would see it, computed before painting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: int = Field(ge=1, le=MAX_ID)
+    kind: ControlKind = "canny"
+    width: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
+    height: int | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
 
 
 class ModelHealth(BaseModel):

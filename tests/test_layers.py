@@ -146,7 +146,15 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 # The catalog, the family table and the LoRA and upscaler files' headers are read without torch
 # (tests/test_light_imports.py checks that); everything else in the engine loads torch and runs only in workers.
-WEB_SIDE_ENGINE = {"app.engine.catalog", "app.engine.families", "app.engine.loras", "app.engine.upscalers"}
+# ControlNet folders are read from their configs, and control maps computed with OpenCV, without torch too.
+WEB_SIDE_ENGINE = {
+    "app.engine.catalog",
+    "app.engine.families",
+    "app.engine.loras",
+    "app.engine.upscalers",
+    "app.engine.controlnets",
+    "app.engine.control_maps",
+}
 
 
 @pytest.mark.parametrize("importer", ["app.api", "app.web", "app.http", "app.services", "app.main", "app.deps"])

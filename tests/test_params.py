@@ -59,8 +59,14 @@ def test_the_scheduler_names_are_the_engines_table() -> None:
 
 
 def test_every_parameter_but_the_prompt_and_sides_is_named_on_a_lineage_edge() -> None:
-    # LoRAs live in JobParams but change the picture as much as any column, so edges name them too.
-    assert set(PARAMETER_LABELS) == (set(Parameters.names()) - {"prompt", "width", "height"}) | {"size", "loras"}
+    # LoRAs, regions and ControlNets live in JobParams but change the picture as much as any column,
+    # so edges name them too.
+    assert set(PARAMETER_LABELS) == (set(Parameters.names()) - {"prompt", "width", "height"}) | {
+        "size",
+        "loras",
+        "regions",
+        "control",
+    }
     assert PARAMETER_LABELS["negative_prompt"] == "negative prompt"
 
 

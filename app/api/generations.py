@@ -41,6 +41,7 @@ def generation_out(
             "estimated_wait_s": wait_s,
             "loras": generation.params.loras or [],
             "regions": generation.params.regions or [],
+            "control": generation.params.control or [],
             "upscaler": generation.params.upscaler,
         }
     )

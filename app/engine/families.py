@@ -45,6 +45,9 @@ class Capabilities:
     weighted_prompts: bool = False
     # A prompt per box or mask by masked cross-attention (app/engine/regions.py): the UNet families.
     regional_prompts: bool = False
+    # Guide images through ControlNet pipelines (app/engine/control_pipelines.py): diffusers has them for
+    # the UNet families SD 1.x, 2.x and XL as they are loaded here.
+    controlnet: bool = False
     # Why some modes are missing, said in the refusal.
     limits: str = ""
 
@@ -83,7 +86,9 @@ FAMILIES: tuple[Family, ...] = (
         frozenset({"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"}),
         "unet",
         512,
-        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True, regional_prompts=True),
+        capabilities=Capabilities(
+            style_methods=("shared-attention",), weighted_prompts=True, regional_prompts=True, controlnet=True
+        ),
     ),
     Family(
         "sd2",
@@ -91,7 +96,9 @@ FAMILIES: tuple[Family, ...] = (
         frozenset({"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"}),
         "unet",
         768,
-        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True, regional_prompts=True),
+        capabilities=Capabilities(
+            style_methods=("shared-attention",), weighted_prompts=True, regional_prompts=True, controlnet=True
+        ),
     ),
     Family(
         "sdxl",
@@ -101,7 +108,9 @@ FAMILIES: tuple[Family, ...] = (
         ),
         "unet",
         1024,
-        capabilities=Capabilities(style_methods=("shared-attention",), weighted_prompts=True, regional_prompts=True),
+        capabilities=Capabilities(
+            style_methods=("shared-attention",), weighted_prompts=True, regional_prompts=True, controlnet=True
+        ),
     ),
     Family(
         "sd3",

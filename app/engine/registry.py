@@ -32,9 +32,11 @@ from diffusers import (
     AutoPipelineForImage2Image,
     AutoPipelineForInpainting,
     AutoPipelineForText2Image,
+    ControlNetModel,
     DiffusionPipeline,
 )
 
+from app.engine import controlnets as controlnet_folders
 from app.engine.catalog import ModelCatalog, ModelNotFound, ModelSpec, RefusedModel, inspect_model, read_json
 from app.engine.families import Family
 from app.engine.single_file import convert_dropped, dropped_files
@@ -47,6 +49,8 @@ logger = logging.getLogger(__name__)
 PipelineMode = Literal["txt2img", "img2img", "inpaint"]
 
 
+# How many ControlNets a device keeps warm (by name and dtype), least recently used out first.
+CONTROLNET_CACHE_SIZE = 4
 # What a CUDA device keeps free beyond a model's weights, for activations and the VAE decode.
 _CUDA_HEADROOM = 2 * 1024**3
 
@@ -84,6 +88,7 @@ class ModelRegistry(ModelCatalog):
         self.cache_size = max(1, cache_size)
         self.low_vram = low_vram
         self._warm: dict[str, OrderedDict[str, _Warm]] = {}
+        self._controlnets: dict[str, OrderedDict[tuple[str, torch.dtype], Any]] = {}
         # One worker thread uses a device at a time, but listing and preloading may run on other
         # threads: the lock keeps the LRU consistent. Loading happens under it, so two threads
         # never load the same model twice.
@@ -129,6 +134,28 @@ class ModelRegistry(ModelCatalog):
             if mode not in warm.derived:
                 warm.derived[mode] = self._derive(warm.base, mode)
             return warm.derived[mode]
+
+    def controlnet(self, name: str, device: str, *, dtype: torch.dtype) -> Any:
+        """The ControlNet folder ``name`` under ``models/controlnet/`` on ``device`` in ``dtype``, kept warm."""
+        with self._lock:
+            cache = self._controlnets.setdefault(device, OrderedDict())
+            key = (name, dtype)
+            model = cache.get(key)
+            if model is None:
+                found = controlnet_folders.find(self.models_dir, name)
+                if found is None:
+                    folder = controlnet_folders.controlnet_folder(self.models_dir)
+                    raise ValueError(f"ControlNet {name!r} is not in {folder}")
+                while len(cache) >= CONTROLNET_CACHE_SIZE:
+                    cache.popitem(last=False)
+                logger.info("loading ControlNet %s on %s", name, device)
+                model = ControlNetModel.from_pretrained(
+                    found.path, torch_dtype=dtype, use_safetensors=True, local_files_only=True
+                ).to(device)
+                model.eval()
+                cache[key] = model
+            cache.move_to_end(key)
+            return model
 
     def _make_room(self, cache: OrderedDict[str, _Warm], device: str, spec: ModelSpec) -> None:
         """Evicts least recently used models: by free memory on CUDA, by count elsewhere."""

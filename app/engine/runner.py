@@ -24,8 +24,9 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
-from app.engine import attention_maps, joint_style, prompt_weights, regions, style
+from app.engine import attention_maps, control_pipelines, joint_style, prompt_weights, regions, style
 from app.engine.attention_maps import WordMaps
+from app.engine.control_pipelines import ControlGuide
 from app.engine.families import Family, refusal
 from app.engine.inpaint import Outpaint, composite, extend_canvas, fit_mask
 from app.engine.loras import LoraUse, applied
@@ -113,6 +114,8 @@ class GenerationSpec:
     upscaler: str | None = None
     # regional prompts: a prompt per box, by masked cross-attention (see app.engine.regions)
     regions: list[RegionPrompt] = field(default_factory=list)
+    # ControlNet guides: images, their pre-processors, ControlNets, weights and spans (see app.engine.control_pipelines)
+    control: list[ControlGuide] = field(default_factory=list)
     preview_every: int = 5
     # where each word of the prompt landed: cross-attention maps recorded during the call (UNet families)
     record_attention: bool = True
@@ -204,6 +207,11 @@ def run(
     styled = shared and model.family.denoiser == "unet"
     joint_styled = shared and not styled
     pipeline = pipeline_for(registry, spec, device, scheduler="ddim" if styled else spec.scheduler)
+    if control_pipelines.active(spec.control):
+        if spec.style_references:
+            raise ValueError("ControlNets guide prompt and inpaint jobs, not style jobs")
+        # The same mode's ControlNet pipeline on the warm modules, for this call only.
+        pipeline = control_pipelines.controlled(registry, pipeline, spec.control, mode=spec.mode, device=device)
 
     # 4. seeds: one generator per image, created on the CPU so results match across devices
     seeds = image_seeds(spec.seed, spec.n_images)
@@ -281,6 +289,8 @@ def run(
         return callback_kwargs
 
     arguments["callback_on_step_end"] = step_end
+    # ControlNet guides: their maps at the painted size, weights and spans.
+    control_pipelines.add_arguments(arguments, spec.control, mode=spec.mode, width=width, height=height)
     # Only what this pipeline takes: an argument one family ignores is an error in another's call.
     accepted = inspect.signature(pipeline.__call__).parameters
     arguments = {key: value for key, value in arguments.items() if key in accepted}

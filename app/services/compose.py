@@ -19,7 +19,7 @@ from app.params import (
     StyleFields,
     fit_side,
 )
-from app.services import images, loras
+from app.services import controlnets, images, loras
 from app.services.errors import InvalidInput
 from app.services.generations import NewGeneration
 
@@ -44,6 +44,9 @@ def new_generation(request: ParameterFields, *, mode: Mode, catalog: ModelCatalo
                 f"model {spec.name!r} ({spec.family.label}) does not take regional prompts: they need a UNet "
                 "model (SD 1.x, 2.x, XL), whose cross-attention they mask per region"
             )
+    if request.control and mode == Mode.STYLE:
+        raise InvalidInput("ControlNets guide prompt and inpaint jobs (not style jobs)")
+    asked_control = controlnets.checked(request.control, model=spec, models_dir=catalog.models_dir)
     return NewGeneration(
         mode=mode,
         **given
@@ -53,7 +56,9 @@ def new_generation(request: ParameterFields, *, mode: Mode, catalog: ModelCatalo
             "height": request.height or spec.default_height,
         },
         parent_id=request.parent_id,
-        params=JobParams(loras=asked_loras or None, regions=list(request.regions) or None),
+        params=JobParams(
+            loras=asked_loras or None, regions=list(request.regions) or None, control=asked_control or None
+        ),
     )
 
 
@@ -142,7 +147,10 @@ def inpaint_generation(
             strength=request.strength,
             source_image_id=request.image_id,
             mask_image_id=request.mask_id,
-            params=with_loras(JobParams(mask_blur=request.mask_blur, outpaint=outpaint), new.params.loras),
+            params=with_loras(
+                JobParams(mask_blur=request.mask_blur, outpaint=outpaint, control=new.params.control),
+                new.params.loras,
+            ),
         ),
         notes,
     )

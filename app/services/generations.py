@@ -190,6 +190,11 @@ def enqueue(session: Session, *, owner: User, new: NewGeneration, commit: bool =
     # Regions' masks: uploads of the owner's, checked as inpaint masks are.
     image_ids += [region.mask_id for region in params.regions or [] if region.mask_id is not None]
     _check_images_usable(session, owner=owner, image_ids=image_ids)
+    try:
+        # Control images: the owner's own, as sources are; a foreign one is a bad field of the request.
+        _check_images_usable(session, owner=owner, image_ids=[unit.image_id for unit in params.control or []])
+    except NotFound as error:
+        raise InvalidInput(f"control: {error} among your images") from error
     check_quota(session, owner=owner, adding=new.n_images)
 
     parameters = {name: getattr(new, name) for name in Parameters.names()}

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, User
-from app.params import Action, Parameters, lora_text, region_text
+from app.params import Action, Parameters, control_text, lora_text, region_text
 from app.services import generations
 from app.services.errors import NotFound
 from app.services.steps import action_of
@@ -22,11 +22,13 @@ MAX_NODES = 200
 # width and height read as one size.
 _SIZE = "size"
 _LORAS = "loras"  # from JobParams: every LoRA as <lora:name:weight>, so a weight change shows
+_CONTROL = "control"  # from JobParams: each ControlNet guide as text (kind, model, weight, span, image)
 _REGIONS = "regions"  # from JobParams: each region as text ("a red boat" in box 0,0,0.5,1 ×1.5)
 PARAMETER_LABELS: dict[str, str] = {
     **{name: Parameters.label(name) for name in Parameters.names() if name not in ("prompt", "width", "height")},
     _SIZE: "size",
     _LORAS: "LoRAs",
+    _CONTROL: "ControlNet",
     _REGIONS: "regions",
 }
 _WORD = re.compile(r"\S+")
@@ -183,6 +185,7 @@ def parameter_values(generation: Generation) -> dict[str, Any]:
     values = Parameters.of(generation).model_dump(exclude={"prompt", "width", "height"})
     values[_SIZE] = f"{generation.width}×{generation.height}"
     values[_LORAS] = lora_text(generation.params.loras)
+    values[_CONTROL] = control_text(generation.params.control)
     values[_REGIONS] = [region_text(region) for region in generation.params.regions or []]
     return values
 

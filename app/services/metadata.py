@@ -205,6 +205,33 @@ def parse_a1111(text: str) -> dict[str, Any]:
     return result
 
 
+_RE_CONTROL_UNIT = re.compile(
+    r"preprocessor: (?P<kind>[^,]+), model: (?P<model>.+), weight: (?P<weight>[-\d.e]+), "
+    r"starting/ending: \((?P<start>[-\d.e]+), (?P<end>[-\d.e]+)\)"
+)
+
+
+def control_unit_text(unit: Mapping[str, Any]) -> str:
+    """A ControlNet unit's infotext value: ``preprocessor: canny, model: name, weight: 1, starting/ending: (0, 1)``."""
+    return (
+        f"preprocessor: {unit.get('kind', 'none')}, model: {unit['model']}, "
+        f"weight: {float(unit.get('weight', 1.0)):g}, "
+        f"starting/ending: ({float(unit.get('start', 0.0)):g}, {float(unit.get('end', 1.0)):g})"
+    )
+
+
+def read_control_unit(text: str) -> dict[str, Any] | None:
+    """A ``ControlNet N`` infotext value back as ``{kind, model, weight, start, end}``, or None if unreadable."""
+    match = _RE_CONTROL_UNIT.fullmatch(text.strip())
+    if match is None:
+        return None
+    try:
+        numbers = {key: float(match.group(key)) for key in ("weight", "start", "end")}
+    except ValueError:
+        return None
+    return {"kind": match.group("kind").strip(), "model": match.group("model").strip(), **numbers}
+
+
 def png_text_chunks(params: Mapping[str, Any]) -> dict[str, str]:
     """The two text chunks for an output PNG, from our parameters.
 
@@ -223,6 +250,10 @@ def png_text_chunks(params: Mapping[str, Any]) -> dict[str, str]:
         hashes = [f"{lora['name']}: {lora['hash']}" for lora in loras if lora.get("hash")]
         if hashes:
             extra["Lora hashes"] = ", ".join(hashes)
+    controls = [unit for unit in params.get("control") or [] if isinstance(unit, Mapping) and unit.get("model")]
+    for index, unit in enumerate(controls):
+        # As the sd-webui-controlnet extension names its units in A1111's infotext ("ControlNet 0", ...).
+        extra[f"ControlNet {index}"] = control_unit_text(unit)
     regions = [region for region in params.get("regions") or [] if isinstance(region, Mapping)]
     if regions:
         # A1111 has no regional prompts of its own: "Regions" carries them as JSON, quoted as any value.
@@ -308,6 +339,9 @@ def read_png_parameters(data: bytes) -> dict[str, Any]:
     sampler = parsed.get("sampler")
     parsed["guidance"] = parsed.pop("cfg_scale")
     parsed["scheduler"] = sampler_to_scheduler(sampler) if sampler else None
+    units = [(key, read_control_unit(value)) for key, value in parsed.items() if key.startswith("ControlNet ")]
+    if any(unit is not None for _, unit in units):
+        parsed["control"] = [unit for _, unit in units if unit is not None]
     if isinstance(parsed.get(REGIONS_KEY), str):
         try:
             regions = json.loads(parsed[REGIONS_KEY])

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Generation, ImageKind, Mode
 from app.db.models import Image as ImageRow
+from app.engine.control_pipelines import ControlGuide
 from app.engine.inpaint import Outpaint as EngineOutpaint
 from app.engine.loras import LoraUse
 from app.engine.regions import RegionPrompt
@@ -83,6 +84,11 @@ def spec_for(generation: Generation, session: Session, store: ImageStore) -> Gen
         )
         for region in params.regions or []
     ]
+    spec.control = [
+        ControlGuide(image=image, kind=unit.kind, model=unit.model, weight=unit.weight, start=unit.start, end=unit.end)
+        for unit in params.control or []
+        if (image := _load_image(store, session, unit.image_id)) is not None
+    ]
     if params.interpolate is not None:
         # A walk from this row's prompt and seed to another generation's (see services.interpolation).
         walk = params.interpolate
@@ -103,6 +109,7 @@ def png_parameters(generation: Generation, seed: int, index: int) -> dict[str, A
         "parent_id": generation.parent_id,
         **({"loras": [lora.model_dump() for lora in loras]} if (loras := generation.params.loras) else {}),
         **({"upscaler": upscaler} if (upscaler := generation.params.upscaler) else {}),
+        **({"control": [unit.model_dump() for unit in control]} if (control := generation.params.control) else {}),
         **({"regions": [each.model_dump(mode="json") for each in rs]} if (rs := generation.params.regions) else {}),
     }
 
