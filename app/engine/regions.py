@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from app.engine import prompt_weights
+
 # How much a latent pixel inside a box still listens to the base prompt, against its region's prompt.
 BASE_SHARE = 0.2
 
@@ -69,31 +71,46 @@ def region_cells(region: RegionPrompt, rows: int, columns: int) -> Any:
 
 
 def attention_bias(
-    regions: Sequence[RegionPrompt], *, tokens: int, queries: int, width: int, height: int, dtype: Any, device: Any
+    regions: Sequence[RegionPrompt],
+    *,
+    tokens: int | Sequence[int],
+    queries: int,
+    width: int,
+    height: int,
+    dtype: Any,
+    device: Any,
 ) -> Any:
-    """The (queries, tokens x (1 + regions)) bias: 0 for the base prompt, log(weight) inside a region, -inf outside."""
+    """The (queries, all tokens) bias: 0 for the base prompt, log(weight) inside a region, -inf outside.
+
+    ``tokens`` is each prompt's length, base first (one number when they are all as long): a weighted
+    prompt's ``AND`` blend or a long prompt is longer than the 77 tokens of a plain one.
+    """
     import torch
 
     rows = max(1, round(math.sqrt(queries * height / width)))
     columns = max(1, queries // rows)
     if rows * columns != queries:
         raise ValueError(f"cannot lay {queries} latent pixels out as a {width}x{height} canvas")
-    bias = torch.zeros(rows, columns, tokens * (1 + len(regions)), dtype=torch.float32)
+    lengths = [tokens] * (1 + len(regions)) if isinstance(tokens, int) else list(tokens)
+    if len(lengths) != 1 + len(regions):
+        raise ValueError(f"{len(lengths)} prompt lengths for a base prompt and {len(regions)} regions")
+    starts = [sum(lengths[:index]) for index in range(len(lengths) + 1)]
+    bias = torch.zeros(rows, columns, starts[-1], dtype=torch.float32)
     covered = torch.zeros(rows, columns, dtype=torch.bool)
     for index, region in enumerate(regions, start=1):
         cells = region_cells(region, rows, columns)
         inside = torch.where(cells, math.log(region.weight), float("-inf"))
         covered |= cells
-        bias[:, :, index * tokens : (index + 1) * tokens] = inside[:, :, None]
+        bias[:, :, starts[index] : starts[index + 1]] = inside[:, :, None]
     # Inside a box the base prompt only sets the scene: its tokens count BASE_SHARE as much as the region's.
-    bias[:, :, :tokens] = torch.where(covered, math.log(BASE_SHARE), 0.0)[:, :, None]
+    bias[:, :, : lengths[0]] = torch.where(covered, math.log(BASE_SHARE), 0.0)[:, :, None]
     return bias.reshape(queries, -1).to(device=device, dtype=dtype)
 
 
 class RegionalCrossAttention:
     """A cross-attention processor applying the regions' bias; self-attention is left to others."""
 
-    def __init__(self, regions: Sequence[RegionPrompt], *, tokens: int, width: int, height: int) -> None:
+    def __init__(self, regions: Sequence[RegionPrompt], *, tokens: Sequence[int], width: int, height: int) -> None:
         self.regions = list(regions)
         self.tokens, self.width, self.height = tokens, width, height
         self._bias: dict[tuple[int, Any, Any], Any] = {}
@@ -150,9 +167,21 @@ class _Encoded:
 def _encode(pipeline: Any, text: str, negative: str | None = None) -> _Encoded:
     """``text`` encoded as the pipeline encodes a prompt (with ``negative`` as its negative when given).
 
-    Keyword arguments, since SD's and SDXL's ``encode_prompt`` order them differently; SDXL's
-    answers four tensors (prompt, negative, pooled, negative pooled), SD's two.
+    Weighting syntax (``(word:1.3)``, ``AND``, ...) goes through compel, as a prompt without regions
+    does (app.engine.prompt_weights), on families that read it. Otherwise keyword arguments, since
+    SD's and SDXL's ``encode_prompt`` order them differently; SDXL's answers four tensors (prompt,
+    negative, pooled, negative pooled), SD's two.
     """
+    family = getattr(pipeline, "_studio_family", None)
+    weighted = prompt_weights.has_weighting(text) or prompt_weights.has_weighting(negative or "")
+    if family is not None and family.capabilities.weighted_prompts and weighted:
+        made = prompt_weights.embeddings(pipeline, family, text, negative or "")
+        return _Encoded(
+            made["prompt_embeds"],
+            made["negative_prompt_embeds"],
+            made.get("pooled_prompt_embeds"),
+            made.get("negative_pooled_prompt_embeds"),
+        )
     device = getattr(pipeline, "_execution_device", None) or pipeline.unet.device
     out = pipeline.encode_prompt(
         prompt=text,
@@ -183,11 +212,14 @@ def applied(
     # 1. the base prompt with its negative, then each region's prompt alone
     base = _encode(pipeline, prompt, negative)
     parts = [base.embeds, *(_encode(pipeline, region.prompt).embeds for region in regions)]
+    lengths = [int(part.shape[1]) for part in parts]
+    # The negative prompt, repeated to the same length, pairs with them for classifier-free guidance.
+    repeats = -(-sum(lengths) // int(base.negative.shape[1]))
     arguments.pop("prompt", None)
     arguments.pop("negative_prompt", None)
     arguments.update(
         prompt_embeds=torch.cat(parts, dim=1),
-        negative_prompt_embeds=base.negative.repeat(1, 1 + len(regions), 1),
+        negative_prompt_embeds=base.negative.repeat(1, repeats, 1)[:, : sum(lengths)],
     )
     if base.pooled is not None:
         # SDXL: the pooled embedding conditions the whole picture; the base prompt's sets it.
@@ -196,7 +228,7 @@ def applied(
     # 2. every cross-attention layer (attn2) masked per region; self-attention left as it was
     unet = pipeline.unet
     before = dict(unet.attn_processors)
-    processor = RegionalCrossAttention(regions, tokens=base.embeds.shape[1], width=width, height=height)
+    processor = RegionalCrossAttention(regions, tokens=lengths, width=width, height=height)
     unet.set_attn_processor(
         {name: processor if name.endswith("attn2.processor") else existing for name, existing in before.items()}
     )

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.engine import regions
+from app.engine import prompt_weights, regions
 from app.engine.regions import RegionPrompt
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
@@ -104,6 +104,40 @@ def test_a_mask_region_paints_as_the_box_it_fills(tiny_registry: ModelRegistry) 
     right = Image.new("L", (64, 64), 0)
     right.paste(255, (32, 0, 64, 64))
     assert np.abs(paint(RegionPrompt("a red boat", mask=right)) - boxed).mean() > 0.5
+
+
+def test_prompts_of_different_lengths_get_their_own_spans_of_the_bias() -> None:
+    left = RegionPrompt("a red boat AND a sail", (0.0, 0.0, 0.5, 1.0))
+    bias = regions.attention_bias(
+        [left], tokens=[2, 4], queries=4, width=64, height=64, dtype=torch.float32, device="cpu"
+    ).reshape(2, 2, 6)
+    assert torch.allclose(bias[:, :1, :2], torch.tensor(math.log(regions.BASE_SHARE)))
+    assert torch.all(bias[:, 1:, :2] == 0)
+    assert torch.all(bias[:, :1, 2:] == 0) and torch.all(torch.isinf(bias[:, 1:, 2:]))
+    with pytest.raises(ValueError, match="2 prompt lengths for a base prompt and 2 regions"):
+        regions.attention_bias([left, left], tokens=[2, 4], queries=4, width=64, height=64, dtype=None, device="cpu")
+
+
+def test_weighted_region_prompts_are_read_as_compel_reads_them(tiny_registry: ModelRegistry) -> None:
+    pipeline = tiny_registry.pipeline(TINY, "cpu")
+    family = tiny_registry.spec(TINY).family
+    asked = [
+        RegionPrompt("a (red:1.5) boat", (0.0, 0.0, 0.5, 1.0)),
+        RegionPrompt("a yellow sun AND a blue sky", (0.5, 0.0, 1.0, 1.0)),
+    ]
+    arguments = {"prompt": "a harbour", "negative_prompt": ""}
+    with torch.inference_mode():
+        weighted = prompt_weights.embeddings(pipeline, family, "a (red:1.5) boat")["prompt_embeds"]
+        blend = prompt_weights.embeddings(pipeline, family, "a yellow sun AND a blue sky")["prompt_embeds"]
+        with regions.applied(pipeline, asked, arguments, width=64, height=64):
+            embeds = arguments["prompt_embeds"]
+            base = embeds.shape[1] - weighted.shape[1] - blend.shape[1]
+            assert blend.shape[1] > weighted.shape[1]  # an AND blend is a longer sequence
+            assert torch.equal(embeds[:, base : base + weighted.shape[1]], weighted)
+            assert torch.equal(embeds[:, base + weighted.shape[1] :], blend)
+            assert arguments["negative_prompt_embeds"].shape == embeds.shape
+    spec = GenerationSpec(model=TINY, prompt="a harbour", seed=1, steps=2, scheduler="ddim", regions=asked)
+    assert run(tiny_registry, spec, device="cpu").images[0].size == (64, 64)
 
 
 @pytest.fixture(scope="module")
