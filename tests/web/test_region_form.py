@@ -61,3 +61,13 @@ def test_refining_a_regional_painting_fills_the_regions_field(
     page = client.get(f"/?refine={generation.id}").text
     value = field_value(page, "regions")
     assert value is not None and json.loads(html.unescape(value)) == [BOAT]
+
+
+def test_a_painting_s_page_lists_its_regions(
+    client: TestClient, app: FastAPI, session: Session, make_generation: Callable[..., Generation]
+) -> None:
+    regions = [BOAT, {"prompt": "a yellow sun", "mask_id": 7, "weight": 1.0}]
+    generation = make_generation(session, owner=local_artist(app), status=Status.SUCCEEDED, params={"regions": regions})
+    page = client.get(f"/generations/{generation.id}").text
+    assert "&ldquo;a red boat&rdquo; in box 0, 0, 0.5, 1 &times;1.5</li>" in page
+    assert '&ldquo;a yellow sun&rdquo; in mask <a href="/api/images/7">#7</a></li>' in page
