@@ -353,39 +353,6 @@ class WordAttentionOut(BaseModel):
     peak: tuple[float, float] = Field(description="[x, y] of the map's strongest cell, as fractions from the top left")
     strength: float = Field(description="the map's largest normalised value: 1 for the prompt's most placed word")
     weak: bool = Field(description="a content word whose coverage is under a quarter of the best content word's")
-    map_url: str = Field(description="the word's heat map: a transparent PNG at the image's size")
-
-
-class AttentionOut(BaseModel):
-    """The words of an image's prompt and where each landed; ``available`` false with the ``reason``."""
-
-    image_id: int
-    available: bool
-    reason: str | None = None
-    prompt: str
-    words: list[WordAttentionOut]
-
-
-class AttentionRefineRequest(BaseModel):
-    regions: list[Region] = Field(default_factory=list, description="regional prompts, where the PNG records them")
-    """Refine a painting from its attention maps: the words (by index; default: the weak ones)
-    weighted up as ``(word:1.3)``, or moved to the front of the prompt."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    how: Literal["weight", "earlier"]
-    words: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(default=None, min_length=1, max_length=32)
-
-
-class WordAttentionOut(BaseModel):
-    """Where one word of the prompt landed (see app.services.attention for the definitions)."""
-
-    word: str
-    index: int = Field(description="the word's place among the prompt's words, from 0")
-    coverage: float = Field(description="share of the image where the word's normalised map is at least 0.5")
-    peak: tuple[float, float] = Field(description="[x, y] of the map's strongest cell, as fractions from the top left")
-    strength: float = Field(description="the map's largest normalised value: 1 for the prompt's most placed word")
-    weak: bool = Field(description="a content word whose coverage is under a quarter of the best content word's")
     map_url: str = Field(description="the word's heat map: an RGBA PNG at the image's size to lay over it")
 
 

@@ -162,8 +162,8 @@ def _unavailable(image: Image) -> str:
         return "attention maps belong to paintings; this image was uploaded"
     return (
         "no attention maps were recorded for this painting: they are recorded while a UNet model "
-        "(SD 1.x, 2.x, XL, studio-tiny) paints, not for transformer models (SD3, FLUX, Qwen-Image, "
-        "Z-Image), IP-Adapter styles, interpolations or paintings made before maps were kept"
+        "(SD 1.x, 2.x, XL, studio-tiny), SD3 or FLUX.1 paints, not for Qwen-Image, Z-Image or FLUX.2, "
+        "IP-Adapter styles, interpolations or paintings made before maps were kept"
     )
 
 

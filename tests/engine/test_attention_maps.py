@@ -83,10 +83,11 @@ def test_the_plain_text_drops_weights_and_keeps_the_first_part_of_a_blend() -> N
     assert attention_maps.plain_text("a castle AND a storm") == "a castle"
 
 
-def test_transformer_families_say_why_they_have_no_maps() -> None:
-    assert attention_maps.unavailable_reason(family_named("sd1")) is None
-    reason = attention_maps.unavailable_reason(family_named("flux"))
-    assert reason is not None and "joint attention" in reason
+def test_families_whose_text_tokens_are_not_read_say_why_they_have_no_maps() -> None:
+    for recorded in ("sd1", "sdxl", "sd3", "flux"):
+        assert attention_maps.unavailable_reason(family_named(recorded)) is None
+    reason = attention_maps.unavailable_reason(family_named("zimage"))
+    assert reason is not None and "SD3 and FLUX.1" in reason
 
 
 def _boat(registry: ModelRegistry, prompt: str, seed: int) -> tuple[list[str], np.ndarray]:
@@ -139,3 +140,59 @@ def test_a_batch_of_jobs_records_each_image_against_its_own_prompt(tiny_registry
         assert with_maps is not None and without is not None
         for one, other in zip(with_maps.images, without.images, strict=True):
             assert np.array_equal(np.asarray(one), np.asarray(other))
+
+
+@pytest.fixture(scope="module")
+def joint_registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
+    """Tiny SD3 and FLUX.1 (joint attention) and Qwen-Image (not recorded) models."""
+    from tests.families.builders import FLUX, QWEN, SD3, build_flux, build_qwenimage, build_sd3
+
+    root = tmp_path_factory.mktemp("joint-models")
+    build_sd3(root / SD3)
+    build_flux(root / FLUX)
+    build_qwenimage(root / QWEN)
+    return ModelRegistry(root, cache_size=3)
+
+
+@pytest.mark.parametrize(("family", "negative"), [("sd3", ""), ("flux", ""), ("flux", "blurry")])
+def test_joint_attention_is_recorded_without_changing_the_painting(
+    joint_registry: ModelRegistry, family: str, negative: str
+) -> None:
+    from tests.families.builders import FLUX, SD3
+
+    model = {"sd3": SD3, "flux": FLUX}[family]
+    spec = GenerationSpec(model=model, prompt="a red boat", negative_prompt=negative, seed=4, steps=2, guidance=3.0)
+    pipeline = joint_registry.pipeline(model, "cpu")
+    before = {name: type(processor) for name, processor in pipeline.transformer.attn_processors.items()}
+
+    plain = run(joint_registry, GenerationSpec(**{**spec.__dict__, "record_attention": False}), device="cpu")
+    recorded = run(joint_registry, spec, device="cpu")
+
+    assert np.array_equal(np.asarray(plain.images[0]), np.asarray(recorded.images[0]))
+    assert {name: type(processor) for name, processor in pipeline.transformer.attn_processors.items()} == before
+    assert not pipeline.transformer._forward_pre_hooks
+    maps = recorded.attention[0]
+    assert maps is not None and maps.words == ["a", "red", "boat"]
+    assert np.all(np.isfinite(maps.maps)) and float(maps.maps.sum()) > 0
+
+
+def test_a_family_whose_text_tokens_are_not_read_records_nothing(joint_registry: ModelRegistry) -> None:
+    from tests.families.builders import QWEN
+
+    spec = GenerationSpec(model=QWEN, prompt="a red boat", seed=4, steps=2, guidance=3.0)
+    assert run(joint_registry, spec, device="cpu").attention == [None]
+    assert attention_maps.unavailable_reason(family_named("qwenimage")) is not None
+    assert attention_maps.unavailable_reason(family_named("sd3")) is None
+
+
+def test_only_the_prompt_s_passes_of_a_transformer_are_recorded() -> None:
+    """FLUX's true CFG runs the negative prompt as a second pass: its text embeddings differ from the first's."""
+    recorder = attention_maps._Recorder(width=64, height=64, guided=lambda: False)
+    prompt, negative = torch.zeros(1, 8, 8), torch.ones(1, 8, 8)
+
+    passes = []
+    for context in (prompt, negative, prompt, negative):
+        recorder.forward_starts(None, (), {"encoder_hidden_states": context})
+        passes.append(recorder.positive_pass)
+
+    assert passes == [True, False, True, False]
