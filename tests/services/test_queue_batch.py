@@ -172,6 +172,9 @@ def test_batch_key_lets_prompts_seeds_and_counts_differ_but_nothing_the_call_car
             params={"regions": [Region(prompt="sun", box=(0.0, 0.0, 0.5, 0.5)).model_dump()]},
         ),
         make_generation(session, owner=alice, source_image_id=upload.id, params={"upscale_scale": 2.0}),
+        make_generation(
+            session, owner=alice, params={"control": [{"image_id": upload.id, "kind": "canny", "model": "canny"}]}
+        ),
     ]
 
     assert batch_key(base) is not None
