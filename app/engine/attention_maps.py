@@ -18,7 +18,9 @@ Their grids are FLUX's and SD3's 2x2 patches; past ``MAX_QUERIES`` patches only 
 layer is recorded and its maps pooled to 32x32, which bounds the cost. SD3's text sequence starts
 with its 77 CLIP tokens, FLUX.1's is T5's, so words are found through those tokenizers. Qwen-Image,
 Z-Image and FLUX.2 are not recorded (their text tokens sit behind a chat template or in one merged
-sequence); ``unavailable_reason`` says so, and the API answers that maps are unavailable.
+sequence); ``unavailable_reason`` says so, and the API answers that maps are unavailable. Nor is a
+denoiser the GPU fast path compiled (``STUDIO_COMPILE=1``): swapping its processors on every call
+would compile it again on every job.
 """
 
 from __future__ import annotations
@@ -274,7 +276,10 @@ def recording(pipeline: Any, *, width: int, height: int, enabled: bool = True) -
     unet = getattr(pipeline, "unet", None)
     family: Family | None = getattr(pipeline, "_studio_family", None)
     joint = family is not None and family.name in JOINT_TOKENIZERS and hasattr(pipeline, "transformer")
-    if not enabled or (unet is None and not joint):
+    # A denoiser compiled by the GPU fast path (STUDIO_COMPILE=1) is left alone: new processors on
+    # every call would make torch.compile guard-fail and compile again on every job.
+    compiled = bool(getattr(pipeline, "_studio_compiled", None))
+    if not enabled or compiled or (unet is None and not joint):
         yield result
         return
 

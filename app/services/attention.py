@@ -160,10 +160,12 @@ def landings(words: list[str], maps: np.ndarray) -> tuple[list[WordLanding], np.
 def _unavailable(image: Image) -> str:
     if image.kind != ImageKind.OUTPUT:
         return "attention maps belong to paintings; this image was uploaded"
+    model = f" ({image.generation.model})" if image.generation is not None else ""
     return (
-        "no attention maps were recorded for this painting: they are recorded while a UNet model "
+        f"no attention maps were recorded for this painting{model}: they are recorded while a UNet model "
         "(SD 1.x, 2.x, XL, studio-tiny), SD3 or FLUX.1 paints, not for Qwen-Image, Z-Image or FLUX.2, "
-        "IP-Adapter styles, interpolations or paintings made before maps were kept"
+        "IP-Adapter styles, interpolations, a model compiled by the GPU fast path (STUDIO_COMPILE=1) "
+        "or paintings made before maps were kept"
     )
 
 

@@ -196,3 +196,15 @@ def test_only_the_prompt_s_passes_of_a_transformer_are_recorded() -> None:
         passes.append(recorder.positive_pass)
 
     assert passes == [True, False, True, False]
+
+
+def test_a_denoiser_compiled_by_the_fast_path_is_not_wrapped(tiny_registry: ModelRegistry) -> None:
+    pipeline = tiny_registry.pipeline(TINY, "cpu")
+    before = dict(pipeline.unet.attn_processors)
+    pipeline._studio_compiled = "max-autotune-no-cudagraphs"
+    try:
+        with attention_maps.recording(pipeline, width=64, height=64) as recorded:
+            assert dict(pipeline.unet.attn_processors) == before
+    finally:
+        del pipeline._studio_compiled
+    assert recorded.token_maps is None
