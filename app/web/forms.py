@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from pydantic import ValidationError
 
 from app.db.models import Generation
-from app.params import SCHEDULER_NAMES, LoraWeight, Parameters, Region, lora_text
+from app.params import SCHEDULER_NAMES, ControlUnit, LoraWeight, Parameters, Region, lora_text
 from app.schemas import PromptRequest
 from app.services.errors import StudioError
 
@@ -33,6 +33,11 @@ def _as_text(value: Any) -> str:
 def regions_text(regions: list[Region] | None) -> str:
     """The regions field as the region editor reads and writes it: JSON, or empty for none."""
     return json.dumps([region.model_dump(mode="json") for region in regions]) if regions else ""
+
+
+def control_field(units: list[ControlUnit] | None) -> str:
+    """The control field as the ControlNet picker (static/js/control_picker.js) reads and writes it: JSON, or empty."""
+    return json.dumps([unit.model_dump(mode="json") for unit in units]) if units else ""
 
 
 def _default(name: str) -> str:
@@ -69,6 +74,7 @@ class StudioForm:
             **{name: _as_text(value) for name, value in recorded.items()},
             loras=lora_text(generation.params.loras if generation.params is not None else None),
             regions=regions_text(generation.params.regions if generation.params is not None else None),
+            control=control_field(generation.params.control if generation.params is not None else None),
             parent_id=str(generation.id),
         )
 
