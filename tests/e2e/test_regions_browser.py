@@ -1,5 +1,6 @@
 """An artist draws a region on the studio form in a real browser, writes its prompt, paints, and the
-generation records the region; a second region added and removed from the keyboard leaves no trace."""
+generation records the region; a second region added and removed from the keyboard leaves no trace, and the
+painting's PNG brings the region back into the editor."""
 
 from __future__ import annotations
 
@@ -90,3 +91,12 @@ def test_a_drawn_region_with_its_prompt_is_painted_and_recorded(artist: Artist) 
     generation_id = int(str(card.get_attribute("id")).removeprefix("job-"))
     generation = artist.wait(generation_id)
     assert generation["regions"] == [{"prompt": "a red boat", "box": drawn["box"], "weight": 1.5}]
+
+    # 4. the painting's PNG, picked on a fresh studio page, brings its region back into the editor
+    png = page.request.get(artist.url + generation["images"][0]["url"]).body()
+    artist.goto("/")
+    editor.wait_for(state="visible", timeout=15_000)
+    page.set_input_files("#png-file", files=[{"name": "boat.png", "mimeType": "image/png", "buffer": png}])
+    wait_until(lambda: page.locator("#region-prompt-0").count() == 1, what="the PNG's region in the editor")
+    assert page.locator("#region-prompt-0").input_value() == "a red boat"
+    assert regions_field(page) == generation["regions"]
