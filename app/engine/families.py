@@ -293,6 +293,12 @@ def detect(folder: Path, index: dict[str, Any]) -> FolderFamily:
     if family.name == "flux" and denoiser.get("guidance_embeds") is False:
         # FLUX.1 schnell: timestep-distilled, no guidance at all.
         capabilities = replace(capabilities, guidance="none", guidance_min=0.0, guidance_default=0.0)
+    if class_name == "Flux2KleinPipeline":
+        # FLUX.2 [klein] runs true classifier-free guidance (on an empty negative), or none once step-distilled.
+        if index.get("is_distilled"):
+            capabilities = replace(capabilities, guidance="none", guidance_min=0.0, guidance_default=0.0)
+        else:
+            capabilities = replace(capabilities, guidance="cfg")
     if family.denoiser == "unet" and in_channels == 9:
         # An inpainting checkpoint: its UNet wants a mask and a masked image with every latent.
         capabilities = replace(

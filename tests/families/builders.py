@@ -17,6 +17,7 @@ from diffusers import (
     AutoencoderKLQwenImage,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    Flux2KleinPipeline,
     Flux2Pipeline,
     Flux2Transformer2DModel,
     FluxFillPipeline,
@@ -44,6 +45,7 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
     Qwen2Tokenizer,
     Qwen3Config,
+    Qwen3ForCausalLM,
     Qwen3Model,
     T5Config,
     T5EncoderModel,
@@ -52,7 +54,7 @@ from transformers import (
 
 # The name a test asks for, the family the catalog must tell from the folder.
 SD1, SD2, SDXL, SD3, FLUX, ZIMAGE = "fam-sd1", "fam-sd2", "fam-sdxl", "fam-sd3", "fam-flux", "fam-zimage"
-QWEN, FLUX2 = "fam-qwenimage", "fam-flux2"
+QWEN, FLUX2, FLUX2_KLEIN = "fam-qwenimage", "fam-flux2", "fam-flux2-klein"
 FAMILY_OF = {
     SD1: "sd1",
     SD2: "sd2",
@@ -62,6 +64,7 @@ FAMILY_OF = {
     ZIMAGE: "zimage",
     QWEN: "qwenimage",
     FLUX2: "flux2",
+    FLUX2_KLEIN: "flux2",
 }
 # An SD 1.x inpainting checkpoint: its UNet takes 9 channels (latents, masked image, mask).
 SD1_INPAINT = "fam-sd1-inpaint"
@@ -438,6 +441,35 @@ def mistral_tokenizer() -> Qwen2Tokenizer:
     return tokenizer
 
 
+def _flux2_denoising_parts() -> tuple[Flux2Transformer2DModel, AutoencoderKLFlux2]:
+    """FLUX.2's DiT over three stacked 16-wide hidden states, and its batch-normed VAE (4 channels, 2x2 patches)."""
+    transformer = Flux2Transformer2DModel(
+        patch_size=1,
+        in_channels=16,  # 4 latent channels in 2x2 patches
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=48,  # three stacked 16-wide hidden states
+        timestep_guidance_channels=256,
+        axes_dims_rope=[4, 4, 4, 4],
+    )
+    vae = AutoencoderKLFlux2(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+    return transformer, vae
+
+
 def build_flux2(folder: Path) -> Path:
     """FLUX.2 [dev] (2025): a DiT over three stacked hidden layers of a Mistral-3 encoder, a batch-normed VAE."""
     torch.manual_seed(0)
@@ -469,36 +501,40 @@ def build_flux2(folder: Path) -> Path:
         vision_feature_layer=-1,
         spatial_merge_size=1,
     )
-    transformer = Flux2Transformer2DModel(
-        patch_size=1,
-        in_channels=16,  # 4 latent channels in 2x2 patches
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=48,  # three stacked 16-wide hidden states
-        timestep_guidance_channels=256,
-        axes_dims_rope=[4, 4, 4, 4],
-    )
-    vae = AutoencoderKLFlux2(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(4, 8),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=1,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    )
+    transformer, vae = _flux2_denoising_parts()
     pipeline = Flux2Pipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         text_encoder=Mistral3ForConditionalGeneration(config).eval(),
         tokenizer=tokenizer,
         transformer=transformer,
         vae=vae,
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_flux2_klein(folder: Path, *, distilled: bool = False) -> Path:
+    """FLUX.2 [klein] (2026): FLUX.2's DiT over a Qwen3 encoder read at layers 9, 18 and 27, with true CFG."""
+    torch.manual_seed(0)
+    tokenizer = qwen_tokenizer()
+    transformer, vae = _flux2_denoising_parts()
+    config = Qwen3Config(
+        hidden_size=16,
+        intermediate_size=16,
+        num_hidden_layers=27,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=8,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=1024,
+    )
+    pipeline = Flux2KleinPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=Qwen3ForCausalLM(config).eval(),
+        tokenizer=tokenizer,
+        transformer=transformer,
+        is_distilled=distilled,
     )
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
@@ -513,6 +549,7 @@ BUILDERS = {
     ZIMAGE: build_zimage,
     QWEN: build_qwenimage,
     FLUX2: build_flux2,
+    FLUX2_KLEIN: build_flux2_klein,
 }
 
 

@@ -16,13 +16,26 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.families.builders import FAMILY_OF, FLUX, FLUX2, FLUX_FILL, QWEN, SD1, SD1_INPAINT, SD2, SD3, SDXL, ZIMAGE
+from tests.families.builders import (
+    FAMILY_OF,
+    FLUX,
+    FLUX2,
+    FLUX2_KLEIN,
+    FLUX_FILL,
+    QWEN,
+    SD1,
+    SD1_INPAINT,
+    SD2,
+    SD3,
+    SDXL,
+    ZIMAGE,
+)
 
 ALL = list(FAMILY_OF)
 # FLUX.2 takes images as references only: it paints from prompts, and refuses to repaint a picture.
-REPAINTING = [name for name in ALL if name != FLUX2]
+REPAINTING = [name for name in ALL if name not in (FLUX2, FLUX2_KLEIN)]
 UNETS = [SD1, SD2, SDXL]
-TRANSFORMERS = [SD3, FLUX, ZIMAGE, QWEN, FLUX2]
+TRANSFORMERS = [SD3, FLUX, ZIMAGE, QWEN, FLUX2, FLUX2_KLEIN]
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
@@ -112,6 +125,10 @@ def test_models_lists_every_family_with_its_size_and_capabilities(family_client:
         False,
     )
     assert (flux2["capabilities"]["guidance"], flux2["capabilities"]["negative_prompt"]) == ("distilled", False)
+    klein = models[FLUX2_KLEIN]
+    assert (klein["family"], klein["pipeline"]) == ("flux2", "Flux2KleinPipeline")
+    assert (klein["capabilities"]["guidance"], klein["capabilities"]["negative_prompt"]) == ("cfg", False)
+    assert klein["capabilities"]["inpaint"] is False
 
 
 def test_a_model_reads_as_loaded_once_it_has_painted(family_client: TestClient) -> None:
@@ -238,12 +255,13 @@ def test_flux2_refuses_to_repaint_a_picture_saying_why(family_client: TestClient
     assert "can't outpaint" in answers["outpaint"].json()["detail"]
 
 
-def test_flux2_guidance_is_distilled_and_changes_the_picture_whatever_the_scheduler(family_client: TestClient) -> None:
-    low = submit(family_client, "/api/generate/prompt", model=FLUX2, guidance=1.5, scheduler="euler-a")
-    high = submit(family_client, "/api/generate/prompt", model=FLUX2, guidance=8.0, scheduler="ddim")
+@pytest.mark.parametrize("model", [FLUX2, FLUX2_KLEIN])
+def test_flux2_guidance_changes_the_picture_whatever_the_scheduler(family_client: TestClient, model: str) -> None:
+    low = submit(family_client, "/api/generate/prompt", model=model, guidance=1.0, scheduler="euler-a")
+    high = submit(family_client, "/api/generate/prompt", model=model, guidance=8.0, scheduler="ddim")
 
-    assert (low["guidance"], high["guidance"]) == (1.5, 8.0)
-    # Distilled guidance is embedded in the transformer: it changes the picture, no second pass needed.
+    assert (low["guidance"], high["guidance"]) == (1.0, 8.0)
+    # FLUX.2 [dev] embeds distilled guidance in its transformer; [klein] runs classifier-free guidance.
     assert not np.array_equal(pixels(family_client, low), pixels(family_client, high))
 
 

@@ -15,7 +15,7 @@ from app.engine.families import family_named, refusal
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
 from app.engine.style import StyleReference
-from tests.families.builders import FAMILY_OF, FLUX, FLUX2, QWEN, SD1, SD3, SDXL, ZIMAGE
+from tests.families.builders import FAMILY_OF, FLUX, FLUX2, FLUX2_KLEIN, QWEN, SD1, SD3, SDXL, ZIMAGE
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def as_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float32)
 
 
-@pytest.mark.parametrize("model", [name for name in FAMILY_OF if name != FLUX2])
+@pytest.mark.parametrize("model", [name for name in FAMILY_OF if FAMILY_OF[name] != "flux2"])
 def test_image_to_image_repaints_the_content_less_the_lower_the_strength(registry: ModelRegistry, model: str) -> None:
     content = Image.new("RGB", (64, 64), (200, 60, 40))
 
@@ -70,7 +70,8 @@ BLUE, ORANGE = (20, 60, 230), (230, 120, 20)
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("model", "colour"), [(SD3, BLUE), (FLUX, ORANGE), (FLUX2, BLUE), (QWEN, BLUE), (ZIMAGE, BLUE)]
+    ("model", "colour"),
+    [(SD3, BLUE), (FLUX, ORANGE), (FLUX2, BLUE), (FLUX2_KLEIN, BLUE), (QWEN, BLUE), (ZIMAGE, BLUE)],
 )
 def test_joint_attention_style_moves_the_colours_towards_the_reference_with_strength(
     registry: ModelRegistry, model: str, colour: tuple[int, int, int]
@@ -162,6 +163,15 @@ def test_flux_without_guidance_embeddings_is_schnell_with_no_guidance(family_mod
 
     assert isinstance(found, ModelSpec)
     assert (found.family.name, found.capabilities.guidance) == ("flux", "none")
+
+
+def test_a_step_distilled_flux2_klein_takes_no_guidance(family_models_dir: Path, tmp_path: Path) -> None:
+    guided = inspect_model(family_models_dir / FLUX2_KLEIN)
+    distilled = inspect_model(_copy_configs(family_models_dir / FLUX2_KLEIN, tmp_path / "klein", is_distilled=True))
+
+    assert isinstance(guided, ModelSpec) and isinstance(distilled, ModelSpec)
+    assert (guided.family.name, guided.capabilities.guidance) == ("flux2", "cfg")
+    assert (distilled.family.name, distilled.capabilities.guidance) == ("flux2", "none")
 
 
 def test_a_flux_fill_folder_only_inpaints(family_models_dir: Path, tmp_path: Path) -> None:
