@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # 0 chooses per device (8 on the CPU, by free memory on CUDA), 1 paints every job alone.
     max_batch: int = Field(default=0, ge=0, le=64)
     heartbeat_seconds: float = 2.0
+    # Latent previews go to a job's event stream only while someone watches it, at most one per
+    # this many seconds (and further apart where painting one would cost over 2% of the job).
+    preview_seconds: float = Field(default=1.0, ge=0)
     stale_after_seconds: float = 60.0
     max_attempts: int = 3
     poll_seconds: float = 0.5

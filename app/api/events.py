@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,8 +20,10 @@ from app.services import generations, queue
 from app.workers.events import EventBus
 
 router = APIRouter(tags=["generations"])
+T = TypeVar("T")
 
-# How often a quiet stream asks the database whether its job ended, and how often it reads the bus.
+# How often a quiet stream asks the database whether its job ended, and how often it reads a bus
+# that does not wake its watchers (Redis); the in-memory bus wakes a stream as soon as it publishes.
 FINAL_CHECK_SECONDS = 1.0
 POLL_SECONDS = 0.1
 
@@ -54,25 +57,49 @@ def generation_events(
 async def _stream(
     generation_id: int, after: int, *, bus: EventBus, session_factory: sessionmaker[Session]
 ) -> AsyncIterator[dict[str, str]]:
-    quiet = 0.0
-    while True:
-        events = await run_in_threadpool(bus.read, generation_id, after)
-        for event in events:
-            after = event.id
-            yield {"event": event.name, "id": str(event.id), "data": json.dumps(event.data)}
-            if event.name == "status" and Status(event.data["status"]).is_final:
-                return
-        if events:
-            quiet = 0.0
-        else:
-            quiet += POLL_SECONDS
+    # The bus calls ``wake`` from a worker thread after each event; the flag is cleared before
+    # each read, so an event published between the read and the wait still ends the wait at once.
+    loop = asyncio.get_running_loop()
+    published = asyncio.Event()
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(published.set)
+
+    async def ask(function: Callable[..., T], *args: Any) -> T:
+        # Redis answers over the network, off the loop; the in-memory bus at once, on it.
+        return await run_in_threadpool(function, *args) if bus.reads_block else function(*args)
+
+    unwatch = await ask(bus.watch, generation_id, wake)
+    wait = FINAL_CHECK_SECONDS if bus.wakes_watchers else POLL_SECONDS
+    try:
+        quiet = 0.0
+        while True:
+            published.clear()
+            events = await ask(bus.read, generation_id, after)
+            for event in events:
+                after = event.id
+                yield {"event": event.name, "id": str(event.id), "data": json.dumps(event.data)}
+                if event.name == "status" and Status(event.data["status"]).is_final:
+                    return
+            if events:
+                quiet = 0.0
+                continue
             if quiet >= FINAL_CHECK_SECONDS:
                 quiet = 0.0
                 final = await run_in_threadpool(_final_status, session_factory, generation_id)
                 if final is not None:
                     yield {"event": "status", "data": json.dumps({"status": final.value})}
                     return
-            await asyncio.sleep(POLL_SECONDS)
+            started = loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(published.wait(), timeout=wait)
+            quiet += loop.time() - started
+    finally:
+        # Not awaited: a stream closed by its client is being cancelled, and would await nothing more.
+        if bus.reads_block:
+            loop.run_in_executor(None, unwatch)
+        else:
+            unwatch()
 
 
 def _final_status(session_factory: sessionmaker[Session], generation_id: int) -> Status | None:

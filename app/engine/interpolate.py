@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from app.engine.previews import latents_preview
+from app.engine.previews import offer
 from app.engine.registry import ModelRegistry
 from app.engine.runner import (
     Cancelled,
@@ -93,10 +93,10 @@ def _step_end(on_step: StepCallback | None, *, done_before: int, total: int, eve
     def step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         if on_step is not None:
             done = done_before + step + 1
-            preview = None
+            render = None
             if every > 0 and done % every == 0 and done < total:
-                preview = latents_preview(pipe, callback_kwargs["latents"][:1])
-            if not on_step(StepProgress(step=done, total=total, preview=preview)):
+                render = offer(pipe, callback_kwargs["latents"][:1])  # painted only if on_step reads it
+            if not on_step(StepProgress(step=done, total=total, render=render)):
                 raise Cancelled()
         return callback_kwargs
 

@@ -1,7 +1,12 @@
-"""Previews: small, cheap pictures of the latents while a generation is still denoising."""
+"""Previews: small, cheap pictures of the latents while a generation is still denoising.
+
+The engine offers a preview every few steps; it is painted only if the step callback reads it
+(``StepProgress.preview``), so a worker whose job nobody watches pays nothing for it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,3 +43,45 @@ def latents_preview(pipeline: Any, latents: torch.Tensor, max_side: int = 128) -
     image = Image.fromarray(array)
     image.thumbnail((max_side, max_side))
     return image
+
+
+class StepProgress:
+    """A denoising step done: ``step`` of ``total``, and the latents' preview where one is offered.
+
+    An offered preview is painted the first time ``preview`` is read, at most once. Read it inside
+    the step callback: after the callback returns the pipeline moves on from those latents.
+    """
+
+    __slots__ = ("_preview", "_render", "step", "total")
+
+    def __init__(
+        self,
+        step: int,
+        total: int,
+        preview: Image.Image | None = None,
+        *,
+        render: Callable[[], Image.Image] | None = None,
+    ) -> None:
+        self.step = step
+        self.total = total
+        self._preview = preview
+        self._render = render
+
+    @property
+    def offers_preview(self) -> bool:
+        """Whether reading ``preview`` gives a picture (without painting it)."""
+        return self._preview is not None or self._render is not None
+
+    @property
+    def preview(self) -> Image.Image | None:
+        if self._render is not None:
+            self._preview, self._render = self._render(), None
+        return self._preview
+
+    def __repr__(self) -> str:
+        return f"StepProgress(step={self.step}, total={self.total}, offers_preview={self.offers_preview})"
+
+
+def offer(pipeline: Any, latents: torch.Tensor) -> Callable[[], Image.Image]:
+    """A preview of the first latent of ``latents``, painted when called."""
+    return lambda: latents_preview(pipeline, latents)

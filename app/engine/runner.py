@@ -30,7 +30,7 @@ from app.engine.control_pipelines import ControlGuide
 from app.engine.families import Family, refusal
 from app.engine.inpaint import Outpaint, composite, extend_canvas, fit_mask
 from app.engine.loras import LoraUse, applied
-from app.engine.previews import latents_preview
+from app.engine.previews import StepProgress, offer
 from app.engine.regions import RegionPrompt
 from app.engine.registry import ModelRegistry, PipelineMode
 from app.engine.style import StyleReference
@@ -57,13 +57,6 @@ DEFAULT_SCHEDULER = "dpm++-2m"
 
 class Cancelled(Exception):
     """The job was cancelled while it ran; nothing it produced should be kept."""
-
-
-@dataclass(frozen=True)
-class StepProgress:
-    step: int
-    total: int
-    preview: Image.Image | None = None
 
 
 # Called after every denoising step; returns True to keep going, False to cancel.
@@ -277,14 +270,13 @@ def run(
             callback_kwargs["latents"] = joint_style.step_end(joint, pipe, callback_kwargs["latents"])
         if on_step is not None:
             total = int(getattr(pipe, "num_timesteps", 0) or spec.steps)
-            preview = None
             done = step + 1
             latents = callback_kwargs["latents"]
-            # Packed transformer latents (tokens, not a picture) get no preview.
+            # Packed transformer latents (tokens, not a picture) get no preview. An offered one is
+            # painted only if on_step reads it.
             wanted = spec.preview_every > 0 and done % spec.preview_every == 0 and done < total
-            if wanted and latents.ndim == 4:
-                preview = latents_preview(pipe, callback_kwargs["latents"][skip : skip + 1])
-            if not on_step(StepProgress(step=done, total=total, preview=preview)):
+            render = offer(pipe, latents[skip : skip + 1]) if wanted and latents.ndim == 4 else None
+            if not on_step(StepProgress(step=done, total=total, render=render)):
                 raise Cancelled()
         return callback_kwargs
 

@@ -8,15 +8,24 @@ A final status closes a generation's list: whatever is published after it (a wor
 progress step racing a cancel, the worker's own "cancelled" after the route's) is dropped, so a
 stream ends with exactly one final status. ``ended`` is also how a worker in another process
 hears a cancel at its next step, before its heartbeat would notice.
+
+A stream that relays a generation's events ``watch``es it while it is open: the worker paints
+previews only for a watched generation, and the in-memory bus wakes the stream as soon as an
+event is published (no polling delay between a job's end and its client hearing it). The Redis
+bus counts watchers across processes and leaves the streams to poll.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
 
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -45,14 +54,36 @@ class EventBus(Protocol):
         """Events with an id greater than ``after``, oldest first, without waiting."""
         ...
 
+    # True when ``watch`` calls its ``wake`` on every publish; False when readers must poll.
+    wakes_watchers: bool
+    # True when reading waits on the network (run it off the event loop); False for memory.
+    reads_block: bool
+
+    def watch(self, generation_id: int, wake: Callable[[], None]) -> Callable[[], None]:
+        """Someone reads the generation's events until the returned function is called.
+
+        ``wake`` is called (from the publishing thread) after each event published for it, where
+        ``wakes_watchers`` says the bus can; it must be quick and must not raise.
+        """
+        ...
+
+    def watched(self, generation_id: int) -> bool:
+        """Whether any stream is reading the generation's events now (previews are painted for it)."""
+        ...
+
 
 class MemoryEventBus:
     """In-process bus for the embedded pool: worker threads publish, the web loop reads."""
 
+    wakes_watchers = True
+    reads_block = False
+
     def __init__(self, max_generations: int = 1000) -> None:
         self._events: OrderedDict[int, list[Event]] = OrderedDict()
         self._max_generations = max_generations
-        # Worker threads append while request handlers read: one lock guards the dict and lists.
+        # generation id -> the wake-ups of the streams reading it (one entry per open stream)
+        self._watchers: dict[int, list[Callable[[], None]]] = {}
+        # Worker threads append while request handlers read: one lock guards the dicts and lists.
         self._lock = threading.Lock()
 
     def publish(self, generation_id: int, name: str, data: dict[str, Any]) -> None:
@@ -64,6 +95,31 @@ class MemoryEventBus:
             events.append(Event(len(events), name, data))
             while len(self._events) > self._max_generations:
                 self._events.popitem(last=False)
+            wakes = list(self._watchers.get(generation_id, ()))
+        # Outside the lock: a stream woken now reads (under the lock) the event just appended.
+        for wake in wakes:
+            try:
+                wake()
+            except Exception:  # a stream whose loop has closed must not fail the worker
+                logger.debug("could not wake a stream of generation %s", generation_id, exc_info=True)
+
+    def watch(self, generation_id: int, wake: Callable[[], None]) -> Callable[[], None]:
+        with self._lock:
+            self._watchers.setdefault(generation_id, []).append(wake)
+
+        def unwatch() -> None:
+            with self._lock:
+                wakes = self._watchers.get(generation_id, [])
+                if wake in wakes:
+                    wakes.remove(wake)
+                if not wakes:
+                    self._watchers.pop(generation_id, None)
+
+        return unwatch
+
+    def watched(self, generation_id: int) -> bool:
+        with self._lock:
+            return bool(self._watchers.get(generation_id))
 
     def ended(self, generation_id: int) -> bool:
         with self._lock:
@@ -91,7 +147,14 @@ class RedisEventBus:
 
     ``prefix`` namespaces the keys, so studios (or test runs) sharing one Redis never read each
     other's events: generation ids restart at 1 in every new database.
+
+    Watchers are counted in a key of their own (incremented while a stream is open, with the
+    events' time to live, so a web process killed mid-stream costs previews for a while, nothing
+    else); streams poll, since a Redis list does not wake anyone.
     """
+
+    wakes_watchers = False
+    reads_block = True
 
     def __init__(self, url: str, ttl_seconds: int = 3600, prefix: str = "studio") -> None:
         import redis
@@ -106,6 +169,9 @@ class RedisEventBus:
 
     def _ended_key(self, generation_id: int) -> str:
         return f"{self._prefix}:ended:{generation_id}"
+
+    def _watchers_key(self, generation_id: int) -> str:
+        return f"{self._prefix}:watchers:{generation_id}"
 
     def publish(self, generation_id: int, name: str, data: dict[str, Any]) -> None:
         payload = json.dumps({"name": name, "data": data})
@@ -122,3 +188,22 @@ class RedisEventBus:
             payload = json.loads(item)
             events.append(Event(after + 1 + offset, payload["name"], payload["data"]))
         return events
+
+    def watch(self, generation_id: int, wake: Callable[[], None]) -> Callable[[], None]:
+        key = self._watchers_key(generation_id)
+        with self._redis.pipeline() as pipeline:
+            pipeline.incr(key)
+            pipeline.expire(key, self._ttl)
+            pipeline.execute()
+
+        def unwatch() -> None:
+            try:
+                self._redis.decr(key)
+            except Exception:  # the count expires with the events anyway
+                logger.warning("could not unwatch generation %s", generation_id, exc_info=True)
+
+        return unwatch
+
+    def watched(self, generation_id: int) -> bool:
+        count = self._redis.get(self._watchers_key(generation_id))
+        return count is not None and int(count) > 0

@@ -44,6 +44,8 @@ class JobContext:
     heartbeat_seconds: float
     # Signs each output with Content Credentials; None writes the text chunks only.
     credentials: provenance.Provenance | None = None
+    # A watched job's previews: at most one per this many seconds (see _PreviewPacer).
+    preview_seconds: float = 1.0
     # Images one call may paint for jobs sharing it (STUDIO_MAX_BATCH; 0: per device, 1: alone).
     max_batch: int = 1
 
@@ -63,6 +65,7 @@ def build_job_context(
         bus=bus,
         heartbeat_seconds=settings.heartbeat_seconds,
         credentials=provenance.provenance_for(settings),
+        preview_seconds=settings.preview_seconds,
         max_batch=settings.max_batch,
     )
 
@@ -71,6 +74,33 @@ def preview_data_url(image: PILImage.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="WEBP", quality=60)
     return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+# The share of a job's time its previews may take: painting one (at small sizes a VAE decode,
+# then WebP) costs milliseconds, a whole step of a tiny model, so they are spaced to fit.
+PREVIEW_BUDGET = 0.02
+
+
+class _PreviewPacer:
+    """When a watched job's next preview is due.
+
+    The first is due ``seconds`` after the job starts painting (a job that ends sooner shows none:
+    its picture comes as soon), each next one ``seconds`` after the last, or later where painting
+    the last took more than ``PREVIEW_BUDGET`` of that span.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._due = clock() + seconds
+
+    def due(self) -> bool:
+        return self._clock() >= self._due
+
+    def painted(self, started: float) -> None:
+        """A preview was painted from ``started`` (this pacer's clock) until now."""
+        now = self._clock()
+        self._due = now + max(self._seconds, (now - started) / PREVIEW_BUDGET)
 
 
 class _Heartbeat:
@@ -136,7 +166,9 @@ def execute(
             def taken() -> bool:
                 return heartbeat.stop_requested.is_set() or bus.ended(generation_id)
 
-            on_step = _progress_publisher(bus, generation_id, lambda: taken() or stopping())
+            on_step = _progress_publisher(
+                bus, generation_id, lambda: taken() or stopping(), preview_seconds=context.preview_seconds
+            )
             result = run(context.registry, spec, device=device, on_step=on_step)
         if taken():
             # The last step finished as the cancel landed: the job is not ours to record.
@@ -215,13 +247,26 @@ def _record(context: JobContext, generation_id: int, what: str, write: Callable[
     return False
 
 
-def _progress_publisher(bus: EventBus, generation_id: int, stop: Callable[[], bool]) -> Callable[[StepProgress], bool]:
+def _progress_publisher(
+    bus: EventBus, generation_id: int, stop: Callable[[], bool], *, preview_seconds: float = 1.0
+) -> Callable[[StepProgress], bool]:
+    """The step callback of one job: its progress on the bus, a preview when watched and due, its cancel.
+
+    A preview the engine offers is painted only while a stream watches the job and the pacer says
+    it is due, so a job nobody watches (an API client that polls, a batch) pays nothing for it.
+    """
+    pacer = _PreviewPacer(preview_seconds)
+
     def on_step(progress: StepProgress) -> bool:
         if stop():  # no progress after a cancel: the stream has already ended
             return False
         data: dict[str, Any] = {"step": progress.step, "total": progress.total}
-        if progress.preview is not None:
-            data["preview"] = preview_data_url(progress.preview)
+        if progress.offers_preview and pacer.due() and bus.watched(generation_id):
+            started = time.monotonic()
+            preview = progress.preview
+            if preview is not None:
+                data["preview"] = preview_data_url(preview)
+            pacer.painted(started)
         bus.publish(generation_id, "progress", data)
         return not stop()
 

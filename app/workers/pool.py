@@ -230,13 +230,15 @@ class WorkerPool:
             # Any error here (the database refusing a claim, a bug in recording a job) is logged
             # and retried after a pause that grows while it keeps failing; the thread goes on.
             try:
+                # Cleared before the claim, not after the wait: a job submitted once the claim has
+                # looked sets the flag again, so the wait below returns at once for it.
+                self._wake.clear()
                 with context.session_factory() as session:
                     job = queue.claim(session, worker=worker, warm_models=context.registry.warm_models(device))
                     job_id = job.id if job is not None else None
                 if job_id is None:
                     failures = 0
                     self._wake.wait(self.settings.poll_seconds)
-                    self._wake.clear()
                     continue
                 self.busy[device] = job_id
                 try:

@@ -7,11 +7,13 @@ stream that kept its request's connection would starve every other route after f
 from __future__ import annotations
 
 import json
+import time
 from contextlib import ExitStack
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -119,3 +121,35 @@ def test_a_stream_opened_while_the_job_runs_ends_with_its_final_status(api_setti
         assert steps == list(range(1, 7))
         generation = http.get(body["url"]).json()
         assert generation["status"] == "succeeded"
+
+
+def test_a_stream_watches_its_job_while_it_is_open_and_relays_what_the_bus_publishes(
+    idle_client: TestClient,
+) -> None:
+    accepted = idle_client.post("/api/generate/prompt", json={"prompt": "a watched lighthouse", "steps": 2}).json()
+    job_id = accepted["id"]
+    bus = idle_client.app.state.bus  # type: ignore[attr-defined]
+    assert not bus.watched(job_id)
+
+    with idle_client.stream("GET", accepted["events_url"]) as stream:
+        for _ in range(1000):  # a generous bound on the stream starting to watch
+            if bus.watched(job_id):
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the open stream never watched its job")
+        # The job is still queued in the database: only the bus can end this stream.
+        bus.publish(job_id, "progress", {"step": 1, "total": 2})
+        bus.publish(job_id, "status", {"status": "succeeded"})
+        events = _sse("\n".join(stream.iter_lines()) + "\n\n")
+
+    assert [(event["event"], event["data"]) for event in events] == [
+        ("progress", {"step": 1, "total": 2}),
+        ("status", {"status": "succeeded"}),
+    ]
+    for _ in range(1000):  # the closed stream stops watching (off the event loop, so not at once)
+        if not bus.watched(job_id):
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("the closed stream still watches its job")

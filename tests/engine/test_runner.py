@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.engine import previews
 from app.engine.registry import ModelRegistry
 from app.engine.runner import SCHEDULERS, Cancelled, GenerationSpec, StepProgress, image_seeds, run
 from tests.tiny_pipeline import TINY, TINY_INPAINT
@@ -182,6 +183,29 @@ def test_previews_come_every_few_steps_but_not_on_the_last(tiny_registry: ModelR
     assert [step for step, preview in previews.items() if preview is not None] == [2]
     preview = previews[2]
     assert preview is not None and max(preview.size) <= 128
+
+
+def test_an_offered_preview_is_painted_only_when_the_callback_reads_it(
+    tiny_registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    painted: list[int] = []
+    real = previews.latents_preview
+
+    def counted(*args: object, **kwargs: object) -> Image.Image:
+        painted.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(previews, "latents_preview", counted)
+    offers: list[bool] = []
+
+    def on_step(progress: StepProgress) -> bool:
+        offers.append(progress.offers_preview)
+        return True
+
+    run(tiny_registry, _spec(steps=4, preview_every=2), device="cpu", on_step=on_step)
+
+    assert offers == [False, True, False, False]
+    assert painted == []
 
 
 @pytest.mark.parametrize("stop_at", [1, 2])

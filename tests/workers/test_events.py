@@ -104,3 +104,66 @@ def test_the_redis_bus_ends_a_stream_once_for_every_process() -> None:
     assert [(event.id, event.name) for event in web.read(5)] == [(0, "progress"), (1, "status")]
     # Another studio on the same Redis (another prefix) sees nothing of it.
     assert RedisEventBus(url, prefix=f"{prefix}-other").read(5) == []
+
+
+def test_a_watched_generation_wakes_its_watcher_on_every_publish_until_unwatched() -> None:
+    bus = MemoryEventBus()
+    woken: list[int] = []
+    assert not bus.watched(9)
+
+    unwatch = bus.watch(9, lambda: woken.append(len(bus.read(9))))
+    assert bus.watched(9) and not bus.watched(10)
+    bus.publish(9, "progress", {"step": 1, "total": 2})
+    bus.publish(10, "progress", {"step": 1, "total": 2})  # another generation wakes no one here
+    bus.publish(9, "status", {"status": "succeeded"})
+
+    # Woken after each event was appended, so the watcher reads it.
+    assert woken == [1, 2]
+    unwatch()
+    assert not bus.watched(9)
+    bus.publish(9, "progress", {"step": 2, "total": 2})
+    assert woken == [1, 2]
+
+
+def test_a_generation_stays_watched_while_any_of_its_streams_is_open() -> None:
+    bus = MemoryEventBus()
+    first, second = bus.watch(4, lambda: None), bus.watch(4, lambda: None)
+    first()
+    assert bus.watched(4)
+    second()
+    assert not bus.watched(4)
+
+
+def test_a_watcher_that_fails_to_wake_does_not_fail_the_publisher() -> None:
+    bus = MemoryEventBus()
+
+    def closed_loop() -> None:
+        raise RuntimeError("Event loop is closed")
+
+    bus.watch(6, closed_loop)
+    woken: list[bool] = []
+    bus.watch(6, lambda: woken.append(True))
+    bus.publish(6, "status", {"status": "running"})
+
+    assert [event.data for event in bus.read(6)] == [{"status": "running"}]
+    assert woken == [True]
+
+
+def test_the_redis_bus_counts_watchers_across_processes() -> None:
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url).ping()
+    except redis.RedisError as error:
+        pytest.skip(f"no Redis at {url}: {error}")
+    prefix = f"test-{uuid.uuid4().hex}"
+    web, worker = RedisEventBus(url, ttl_seconds=60, prefix=prefix), RedisEventBus(url, ttl_seconds=60, prefix=prefix)
+    assert not worker.wakes_watchers
+    assert not worker.watched(8)
+
+    unwatch_first, unwatch_second = web.watch(8, lambda: None), web.watch(8, lambda: None)
+    assert worker.watched(8) and not worker.watched(9)
+    unwatch_first()
+    assert worker.watched(8)
+    unwatch_second()
+    assert not worker.watched(8)

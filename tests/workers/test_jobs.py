@@ -9,12 +9,15 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from PIL import Image as PILImage
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.db.models import Generation, Status, User
+from app.engine.previews import StepProgress
 from app.services import queue
 from app.workers import jobs
+from app.workers.events import MemoryEventBus
 from app.workers.jobs import JobContext, execute
 from tests.tiny_pipeline import TINY
 
@@ -167,3 +170,89 @@ def test_a_refused_job_leaves_files_that_another_row_references(
 
     assert execute(job_context, twin.id, worker=worker, device="cpu") == Status.CANCELLED
     assert stored_files(job_context) == kept
+
+
+# --- previews ----------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_first_preview_is_due_after_the_interval_and_the_next_ones_fit_the_budget() -> None:
+    clock = Clock()
+    pacer = jobs._PreviewPacer(1.0, clock=clock)
+    assert not pacer.due()
+    clock.now = 101.0
+    assert pacer.due()
+
+    # A cheap preview: the next one is due an interval later.
+    pacer.painted(started=clock.now - 0.001)
+    clock.now = 101.9
+    assert not pacer.due()
+    clock.now = 102.0
+    assert pacer.due()
+
+    # One that took 0.1 s may come again only when that is PREVIEW_BUDGET of the span since.
+    pacer.painted(started=clock.now - 0.1)
+    clock.now = 102.0 + 0.1 / jobs.PREVIEW_BUDGET - 0.01
+    assert not pacer.due()
+    clock.now += 0.02
+    assert pacer.due()
+
+
+def offered(step: int, painted: list[int]) -> StepProgress:
+    def render() -> PILImage.Image:
+        painted.append(step)
+        return PILImage.new("RGB", (8, 8), "red")
+
+    return StepProgress(step=step, total=10, render=render)
+
+
+def test_an_offered_preview_is_painted_and_published_only_while_someone_watches() -> None:
+    bus = MemoryEventBus()
+    painted: list[int] = []
+    on_step = jobs._progress_publisher(bus, 3, lambda: False, preview_seconds=0.0)
+
+    assert on_step(offered(1, painted))
+    unwatch = bus.watch(3, lambda: None)
+    assert on_step(offered(2, painted))
+    unwatch()
+    assert on_step(offered(3, painted))
+
+    assert painted == [2]
+    progress = [event.data for event in bus.read(3)]
+    assert [data["step"] for data in progress] == [1, 2, 3]
+    assert [data["step"] for data in progress if "preview" in data] == [2]
+    assert progress[1]["preview"].startswith("data:image/webp;base64,")
+
+
+def test_a_watched_job_gets_previews_from_the_engine_on_its_stream(
+    session: Session,
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    job_context: JobContext,
+) -> None:
+    owner = make_user(session)
+    worker = "embedded@test:1:cpu"
+    watched, unwatched = (
+        make_generation(session, owner=owner, model=TINY, steps=6, status=Status.RUNNING, worker=worker, attempts=1)
+        for _ in range(2)
+    )
+    context = replace(job_context, preview_seconds=0.0)
+    job_context.bus.watch(watched.id, lambda: None)
+
+    for generation in (watched, unwatched):
+        assert execute(context, generation.id, worker=worker, device="cpu") == Status.SUCCEEDED
+
+    def previews(generation_id: int) -> list[int]:
+        events = job_context.bus.read(generation_id)
+        return [event.data["step"] for event in events if event.name == "progress" and "preview" in event.data]
+
+    # The engine offers one every 5 steps (not on the last); only the watched job paints it.
+    assert previews(watched.id) == [5]
+    assert previews(unwatched.id) == []
