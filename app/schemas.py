@@ -332,6 +332,7 @@ class ParametersOut(BaseModel):
     height: int | None = None
     scheduler: str | None = None
     sampler: str | None = None
+    regions: list[Region] = Field(default_factory=list, description="regional prompts, where the PNG records them")
     extra: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 
