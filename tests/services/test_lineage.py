@@ -114,6 +114,26 @@ def test_edge_names_a_new_negative_prompt_size_and_model(
     assert "model studio-tiny → sd15" in summary
 
 
+def test_edge_names_regions_moved_by_mask_and_weight_even_with_in_in_their_prompt(
+    session: Session, make_user: Callable[..., User], make_generation: MakeGeneration
+) -> None:
+    alice = make_user(session)
+    boat = {"prompt": "a boat in the harbour", "box": [0, 0, 0.5, 1]}
+    parent = make_generation(session, alice, params={"regions": [boat]})
+    child = make_generation(
+        session,
+        alice,
+        parent_id=parent.id,
+        params={"action": "refine", "regions": [{"prompt": "a boat in the harbour", "mask_id": 4, "weight": 0.5}]},
+    )
+    assert lineage.describe_edge(parent, child).summary == (
+        'refine: region "a boat in the harbour": box 0,0,0.5,1 → mask #4 ×0.5'
+    )
+    same = make_generation(session, alice, parent_id=child.id, params={"action": "refine", "regions": [boat]})
+    unchanged = make_generation(session, alice, parent_id=same.id, params={"action": "refine", "regions": [boat]})
+    assert lineage.describe_edge(same, unchanged).summary == "refine: same parameters"
+
+
 def test_inpaint_and_style_edges_say_so(
     session: Session, make_user: Callable[..., User], make_generation: MakeGeneration
 ) -> None:
