@@ -294,7 +294,14 @@ def detect(folder: Path, index: dict[str, Any]) -> FolderFamily:
         # FLUX.1 schnell: timestep-distilled, no guidance at all.
         capabilities = replace(capabilities, guidance="none", guidance_min=0.0, guidance_default=0.0)
     if class_name == "Flux2KleinPipeline":
-        # FLUX.2 [klein] runs true classifier-free guidance (on an empty negative), or none once step-distilled.
+        # FLUX.2 [klein] inpaints through its own pipeline, and runs true classifier-free guidance (on an
+        # empty negative), or none once step-distilled.
+        capabilities = replace(
+            capabilities,
+            inpaint=True,
+            outpaint=True,
+            limits="FLUX.2 [klein] repaints only masked parts; whole images it takes as references",
+        )
         if index.get("is_distilled"):
             capabilities = replace(capabilities, guidance="none", guidance_min=0.0, guidance_default=0.0)
         else:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import diffusers
 import torch
 from diffusers import (
     AutoPipelineForImage2Image,
@@ -187,7 +188,14 @@ class ModelRegistry(ModelCatalog):
         if mode == "inpaint" and "mask_image" in parameters:
             return base
         builder = AutoPipelineForImage2Image if mode == "img2img" else AutoPipelineForInpainting
-        derived = builder.from_pipe(base)
+        try:
+            derived = builder.from_pipe(base)
+        except ValueError:
+            # diffusers' auto pipelines don't map every inpainting twin (FLUX.2 [klein]'s): found by its name.
+            twin = getattr(diffusers, type(base).__name__.replace("Pipeline", "InpaintPipeline"), None)
+            if mode != "inpaint" or twin is None:
+                raise
+            derived = twin.from_pipe(base)
         derived.set_progress_bar_config(disable=True)
         derived._studio_model_path = base._studio_model_path
         derived._studio_family = base._studio_family

@@ -32,8 +32,10 @@ from tests.families.builders import (
 )
 
 ALL = list(FAMILY_OF)
-# FLUX.2 takes images as references only: it paints from prompts, and refuses to repaint a picture.
+# FLUX.2 takes whole images as references only: it refuses image-to-image; [dev] refuses any repainting,
+# [klein] inpaints and outpaints through its own inpainting pipeline.
 REPAINTING = [name for name in ALL if name not in (FLUX2, FLUX2_KLEIN)]
+MASKED = [*REPAINTING, FLUX2_KLEIN]
 UNETS = [SD1, SD2, SDXL]
 TRANSFORMERS = [SD3, FLUX, ZIMAGE, QWEN, FLUX2, FLUX2_KLEIN]
 FINAL = {"succeeded", "failed", "cancelled"}
@@ -128,7 +130,11 @@ def test_models_lists_every_family_with_its_size_and_capabilities(family_client:
     klein = models[FLUX2_KLEIN]
     assert (klein["family"], klein["pipeline"]) == ("flux2", "Flux2KleinPipeline")
     assert (klein["capabilities"]["guidance"], klein["capabilities"]["negative_prompt"]) == ("cfg", False)
-    assert klein["capabilities"]["inpaint"] is False
+    assert (klein["capabilities"]["img2img"], klein["capabilities"]["inpaint"], klein["capabilities"]["outpaint"]) == (
+        False,
+        True,
+        True,
+    )
 
 
 def test_a_model_reads_as_loaded_once_it_has_painted(family_client: TestClient) -> None:
@@ -151,7 +157,7 @@ def test_the_same_seed_paints_the_same_picture_and_another_seed_another(family_c
     assert not np.array_equal(first, other)
 
 
-@pytest.mark.parametrize("model", [*REPAINTING, SD1_INPAINT, FLUX_FILL])
+@pytest.mark.parametrize("model", [*MASKED, SD1_INPAINT, FLUX_FILL])
 def test_inpainting_keeps_every_unmasked_pixel(family_client: TestClient, model: str) -> None:
     source, mask = two_colour_picture(), centre_mask()
     image_id, mask_id = upload(family_client, source), upload(family_client, mask.convert("RGB"))
@@ -164,7 +170,7 @@ def test_inpainting_keeps_every_unmasked_pixel(family_client: TestClient, model:
     assert np.abs(result[~keep] - original[~keep]).max() > 20, "the masked square was not repainted"
 
 
-@pytest.mark.parametrize("model", [*REPAINTING, FLUX_FILL])
+@pytest.mark.parametrize("model", [*MASKED, FLUX_FILL])
 def test_outpainting_grows_the_canvas_around_the_source(family_client: TestClient, model: str) -> None:
     source = two_colour_picture()
     request = {"model": model, "image_id": upload(family_client, source), "mask_blur": 0}
@@ -253,6 +259,20 @@ def test_flux2_refuses_to_repaint_a_picture_saying_why(family_client: TestClient
     assert "can't repaint a content image" in answers["image-to-image"].json()["detail"]
     assert "can't inpaint" in answers["inpaint"].json()["detail"]
     assert "can't outpaint" in answers["outpaint"].json()["detail"]
+
+
+def test_flux2_klein_refuses_image_to_image_saying_why(family_client: TestClient) -> None:
+    source = upload(family_client, two_colour_picture())
+    reference = upload(family_client, Image.new("RGB", (64, 64), (220, 120, 30)))
+
+    response = family_client.post(
+        "/api/generate/style",
+        json={"prompt": "a barn", "model": FLUX2_KLEIN, "style_image_ids": [reference], "image_id": source},
+    )
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "can't repaint a content image: FLUX.2 [klein] repaints only masked parts" in detail
 
 
 @pytest.mark.parametrize("model", [FLUX2, FLUX2_KLEIN])
