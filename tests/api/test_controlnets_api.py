@@ -15,9 +15,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
+from PIL.PngImagePlugin import PngInfo
 
 from app.services import images, users
-from app.services.metadata import parse_a1111, read_png_parameters
+from app.services.metadata import parse_a1111, png_text_chunks, read_png_parameters
 from tests.families.builders import FLUX, build_flux
 from tests.tiny_controlnet import build_tiny_controlnet
 from tests.tiny_pipeline import TINY
@@ -288,3 +289,31 @@ def test_guides_are_refused_too_many_on_a_flux_model_on_a_style_job_and_as_bad_t
     assert style.status_code == 422 and "not style jobs" in style.text
     assert not_json.status_code == 422 and "JSON list" in not_json.text
     assert idle_control_client.get("/api/generations").json()["items"] == []
+
+
+def test_an_a1111_infotext_reads_its_controlnet_units_back(idle_control_client: TestClient) -> None:
+    params = {
+        **_prompt(seed=4, guidance=7.0, model=TINY),
+        "control": [
+            {"image_id": 3, "kind": "canny", "model": "edges", "weight": 0.8, "start": 0.1, "end": 0.9},
+            {"image_id": 4, "kind": "scribble", "model": "lines", "weight": 1.5, "start": 0.0, "end": 1.0},
+        ],
+    }
+    infotext = png_text_chunks(params)["parameters"]
+    png = io.BytesIO()
+    info = PngInfo()
+    info.add_text("parameters", infotext)  # only A1111's chunk, as another tool would write it
+    Image.new("RGB", (8, 8)).save(png, format="PNG", pnginfo=info)
+
+    read = read_png_parameters(png.getvalue())
+    answered = idle_control_client.post("/api/parameters/read", files={"file": ("a.png", png.getvalue(), "image/png")})
+
+    assert read["control"] == [
+        {"kind": "canny", "model": "edges", "weight": 0.8, "start": 0.1, "end": 0.9},
+        {"kind": "scribble", "model": "lines", "weight": 1.5, "start": 0.0, "end": 1.0},
+    ]
+    assert answered.status_code == 200, answered.text
+    assert (
+        answered.json()["extra"]["ControlNet 1"]
+        == "preprocessor: scribble, model: lines, weight: 1.5, starting/ending: (0, 1)"
+    )

@@ -16,14 +16,15 @@ from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
 from tests.families.builders import SDXL, build_sdxl
 from tests.tiny_controlnet import build_tiny_controlnet
-from tests.tiny_pipeline import TINY
+from tests.tiny_pipeline import TINY, TINY_INPAINT
 
 
 @pytest.fixture(scope="module")
 def control_registry(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
-    """``tiny`` with two ControlNets made from its UNet (``edges`` and ``lines``)."""
+    """``tiny`` and ``tiny-inpaint`` with two ControlNets made from tiny's UNet (``edges`` and ``lines``)."""
     root = tmp_path_factory.mktemp("control-models")
     shutil.copytree(tiny_models_dir / TINY, root / TINY)
+    shutil.copytree(tiny_models_dir / TINY_INPAINT, root / TINY_INPAINT)
     build_tiny_controlnet(root / TINY, root / "controlnet" / "edges", seed=1)
     build_tiny_controlnet(root / TINY, root / "controlnet" / "lines", seed=2)
     return ModelRegistry(root, cache_size=2)
@@ -108,6 +109,25 @@ def test_image_to_image_and_inpainting_take_guides_too(control_registry: ModelRe
     assert _differ(inpainted_guided[:, :32], inpainted[:, :32]) > 0.5
     # Outside the mask the source stays exactly as it was, guided or not.
     assert np.array_equal(inpainted_guided[:, 32:], np.asarray(source, dtype=np.int16)[:, 32:])
+
+
+def test_an_inpainting_checkpoint_takes_a_guide_made_for_its_base(control_registry: ModelRegistry) -> None:
+    # A ControlNet sees the 4 latent channels; the 9-channel inpainting UNet gets the mask beside them.
+    source = Image.new("RGB", (64, 64), (40, 90, 200))
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 31, 63), fill=255)
+    inpaint = {"mode": "inpaint", "init_image": source, "mask_image": mask, "strength": 1.0, "mask_blur": 0.0}
+
+    plain = _paint(control_registry, model=TINY_INPAINT, **inpaint)
+    guided = _paint(
+        control_registry,
+        model=TINY_INPAINT,
+        **inpaint,
+        control=[ControlGuide(image=_guide_image(), kind="canny", model="edges")],
+    )
+
+    assert _differ(guided[:, :32], plain[:, :32]) > 0.5
+    assert np.array_equal(guided[:, 32:], plain[:, 32:])
 
 
 def test_controlnets_are_kept_warm_by_name(control_registry: ModelRegistry) -> None:
