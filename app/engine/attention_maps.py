@@ -9,6 +9,9 @@ classifier-free-guidance batch, averaged over heads and summed per resolution ov
 steps. After the call the processors are restored and the sums become one map per image and
 text token (coarser grids upsampled to the finest recorded one), then one map per word of the
 prompt (the sum of its tokens, special tokens skipped), located through the tokenizer's offsets.
+Under regional prompts the text sequence is ``[base | regions...]``: the words are the base
+prompt's, read from the probabilities before the regions' mask. Of a weighted prompt the words are
+its text without the syntax (compel lays their tokens where the plain text's would be).
 
 SD3 and FLUX.1 paint with joint attention: image and text tokens attend to each other in one
 sequence. There the wrapped layers are the joint ones (those with text projections), and what is
