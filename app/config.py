@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     device_threads: int = Field(default=0, ge=0, le=256)
     # On CUDA: keep weights in CPU memory and move each component onto the GPU while it runs.
     low_vram: bool = False
+    # On CUDA: the GPU fast path (app/engine/fast_path.py): channels-last UNet, fused QKV projections
+    # and the denoiser compiled with torch.compile in compile_mode, warmed at each model's default
+    # size when it loads (minutes for a large model). The CPU paints as it is.
+    compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
+        "max-autotune-no-cudagraphs"
+    )
     # Images one pipeline call may paint for queued jobs that can share it (dynamic batching):
     # 0 chooses per device (8 on the CPU, by free memory on CUDA), 1 paints every job alone.
     max_batch: int = Field(default=0, ge=0, le=64)

@@ -20,7 +20,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The engine's scheduler table (app.engine.runner.SCHEDULERS) is checked against these names.
-SchedulerName = Literal["ddim", "euler", "euler-a", "dpm++-2m", "dpm++-2m-karras", "unipc", "pndm", "ddpm"]
+# "lcm" and "tcd" are few-step samplers for distilled models and LoRAs (LCM, TCD, Hyper-SD): 1-8 steps,
+# guidance off (0 or 1).
+SchedulerName = Literal[
+    "ddim", "euler", "euler-a", "dpm++-2m", "dpm++-2m-karras", "unipc", "pndm", "ddpm", "lcm", "tcd"
+]
 SCHEDULER_NAMES: tuple[str, ...] = SchedulerName.__args__  # type: ignore[attr-defined]
 DEFAULT_SCHEDULER: SchedulerName = "dpm++-2m"
 

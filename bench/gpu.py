@@ -1,13 +1,18 @@
 """Seconds per image, denoising it/s and peak GPU memory of each family at its real size, random weights.
 
-python bench/gpu.py [--family sd15 sdxl flux] [--repeats 2] [--flux-depth 19/38]
+python bench/gpu.py [--family sd15 sdxl flux] [--repeats 2] [--flux-depth 19/38] [--compile [MODE]]
 
 Speed does not depend on the weights' values, so every model is built from its real config with
 random weights straight on the GPU (no download, no disk): SD 1.5 at 512 px / 30 steps, SDXL at
 1024 px / 30 steps, FLUX.1-dev at 1024 px / 28 steps, in the dtype the studio runs each family in
 on CUDA (``app.engine.families``) with PyTorch's SDPA attention. ``--flux-depth D/S`` builds FLUX
-with fewer double/single blocks where memory demands (the figures then say so). Runs only where
-CUDA exists; elsewhere it says so and exits with status 2.
+with fewer double/single blocks where memory demands (the figures then say so). ``--compile`` first
+applies the studio's GPU fast path (``STUDIO_COMPILE=1``, ``app.engine.fast_path``: channels-last,
+fused QKV, the denoiser compiled in MODE, default max-autotune-no-cudagraphs) and prints its warm-up
+time; run once without and once with it for the before/after. Each line also prints the MFU it
+implies: the FLOPs of one step (counted by ``torch.utils.flop_counter`` on one step) times
+the steps per second, over the GPU's dense 16-bit peak (``--peak-tflops``, 989 for an H100/H200 SXM).
+Runs only where CUDA exists; elsewhere it says so and exits with status 2.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from app.engine import fast_path  # noqa: E402
 from app.engine.families import family_named  # noqa: E402
 from app.engine.registry import dtype_for  # noqa: E402
 from app.engine.single_file import CONFIGS, clip_tokenizer_files  # noqa: E402
@@ -157,7 +163,23 @@ BUILDERS: dict[str, Callable[[str, torch.dtype, Path, str], tuple[Any, str]]] = 
 }
 
 
-def measure(case: str, *, repeats: int, depth: str, device: str) -> None:
+def step_flops(pipeline: Any, arguments: dict[str, Any]) -> float:
+    """FLOPs of one denoising step (with guidance's doubled batch), counted by torch's FLOP counter.
+
+    A one-step call to latents: the text encoders run in it too (a small share), the VAE does not.
+    Counted before any compile, since the counter follows eager operators.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        pipeline(**arguments | {"num_inference_steps": 1, "output_type": "latent"})
+    return float(counter.get_total_flops())
+
+
+def measure(
+    case: str, *, repeats: int, depth: str, device: str, compile_mode: str | None = None, peak_tflops: float = 989.0
+) -> None:
     family_name, size, steps = CASES[case]
     family = family_named(family_name)
     dtype = dtype_for(device, family)
@@ -176,6 +198,14 @@ def measure(case: str, *, repeats: int, depth: str, device: str) -> None:
         family.guidance_argument: family.capabilities.guidance_default,
         "output_type": "pil",
     }
+    flops = step_flops(pipeline, arguments)
+    compiled = ""
+    if compile_mode is not None:
+        # The studio's own fast path, as STUDIO_COMPILE=1 applies it, warmed at this size.
+        started = time.perf_counter()
+        fast_path.prepare(pipeline, device, mode=compile_mode, width=size, height=size)  # type: ignore[arg-type]
+        torch.cuda.synchronize(device)
+        compiled = f"  [compiled {compile_mode}, warm-up {time.perf_counter() - started:.0f} s]"
     step_times: list[float] = []
 
     def on_step(_pipe: Any, _step: int, _timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -197,22 +227,38 @@ def measure(case: str, *, repeats: int, depth: str, device: str) -> None:
             seconds.append(time.perf_counter() - started)
             rates.append((len(step_times) - 1) / (step_times[-1] - step_times[0]))
     peak = torch.cuda.max_memory_allocated(device) / 1024**3
+    mfu = flops * max(rates) / (peak_tflops * 1e12)
     print(
         f"{label:52} {size}px {steps} steps {str(dtype).removeprefix('torch.'):8} "
-        f"{min(seconds):6.2f} s/image  {max(rates):6.2f} it/s  peak {peak:5.1f} GiB  (built in {built:.0f} s)",
+        f"{min(seconds):6.2f} s/image  {max(rates):6.2f} it/s  {flops / 1e12:6.2f} TFLOP/step  MFU {mfu:5.1%}  "
+        f"peak {peak:5.1f} GiB  (built in {built:.0f} s){compiled}",
         flush=True,
     )
     del pipeline
     torch.cuda.empty_cache()
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--family", nargs="+", choices=sorted(CASES), default=list(CASES))
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--flux-depth", default="19/38", help="double/single transformer blocks (19/38 is FLUX.1)")
     parser.add_argument("--device", default="cuda")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const=fast_path.DEFAULT_COMPILE_MODE,
+        default=None,
+        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+        metavar="MODE",
+        help="apply the STUDIO_COMPILE fast path first (mode: default max-autotune-no-cudagraphs)",
+    )
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16/fp16 peak, for MFU")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     if not torch.cuda.is_available():
         print(
             "bench/gpu.py measures on a CUDA GPU and this machine has none (torch.cuda.is_available() is False); "
@@ -224,7 +270,14 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name(args.device)}, torch {torch.__version__}, SDPA attention", flush=True)
     for case in args.family:
         try:
-            measure(case, repeats=args.repeats, depth=args.flux_depth, device=args.device)
+            measure(
+                case,
+                repeats=args.repeats,
+                depth=args.flux_depth,
+                device=args.device,
+                compile_mode=args.compile,
+                peak_tflops=args.peak_tflops,
+            )
         except torch.cuda.OutOfMemoryError:
             print(f"{case}: out of GPU memory; try --flux-depth 10/20", flush=True)
             torch.cuda.empty_cache()

@@ -38,6 +38,7 @@ from app.engine.runner import (
     _vae_tiling,
     image_seeds,
     pipeline_for,
+    sampler_arguments,
 )
 
 # What each image of a batch may have of its own.
@@ -164,6 +165,7 @@ def run_batch(
     if first.mode == "img2img":
         strength = first.strength if first.strength is not None else 0.75
         arguments.update(image=[spec.init_image for spec in per_image], strength=strength)
+    arguments.update(sampler_arguments(pipeline))  # as runner.run: TCD's gamma
 
     # 3. each spec's progress through its own callback; a spec told to stop leaves the batch
     live = [True] * len(specs)

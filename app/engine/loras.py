@@ -199,7 +199,11 @@ def applied(pipeline: Any, loras: Sequence[LoraUse], models_dir: Path) -> Iterat
             pipeline.load_lora_weights(str(lora.path.parent), weight_name=lora.path.name, adapter_name=adapter)
             names.append(adapter)
         pipeline.set_adapters(names, adapter_weights=[use.weight for use in active])
-        yield
+        # LoRAs wrap the separate attention projections; a fused denoiser (STUDIO_COMPILE) uses them meanwhile.
+        from app.engine.fast_path import plain_attention  # torch: only where LoRAs are applied
+
+        with plain_attention(pipeline, active=True):
+            yield
     finally:
         # Also after a load that failed half-way: whatever got in comes out.
         pipeline.unload_lora_weights()

@@ -10,9 +10,10 @@ family's (``app.engine.families``): UNet and transformer pipelines alike.
 
 On CUDA a model runs in its family's half precision (float16, or bfloat16 where float16
 overflows), with PyTorch's scaled-dot-product attention (diffusers' default processors), and
-with model CPU offload when ``low_vram`` is set. The warm cache is bounded by memory on CUDA (the
-least recently used model goes when the next one would not fit in what is free) and by count
-on the CPU.
+with model CPU offload when ``low_vram`` is set, and with the fast path of ``app.engine.fast_path``
+(channels-last, fused QKV, a compiled and warmed denoiser) when ``compile`` is set. The warm cache
+is bounded by memory on CUDA (the least recently used model goes when the next one would not fit
+in what is free) and by count on the CPU.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ from diffusers import (
 )
 
 from app.engine import controlnets as controlnet_folders
+from app.engine import fast_path
 from app.engine.catalog import ModelCatalog, ModelNotFound, ModelSpec, RefusedModel, inspect_model, read_json
 from app.engine.families import Family
+from app.engine.fast_path import DEFAULT_COMPILE_MODE, CompileMode
 from app.engine.single_file import convert_dropped, dropped_files
 from app.engine.text_encoders import load_minilm, package_model_dir
 
@@ -84,10 +87,21 @@ def _free_cuda_bytes(device: str) -> int:
 class ModelRegistry(ModelCatalog):
     """The catalog's models as warm pipelines, ``cache_size`` per device."""
 
-    def __init__(self, models_dir: Path, *, cache_size: int = 2, low_vram: bool = False) -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        *,
+        cache_size: int = 2,
+        low_vram: bool = False,
+        compile: bool = False,
+        compile_mode: CompileMode = DEFAULT_COMPILE_MODE,
+    ) -> None:
         super().__init__(models_dir)
         self.cache_size = max(1, cache_size)
         self.low_vram = low_vram
+        # STUDIO_COMPILE: the CUDA fast path (app.engine.fast_path) applied to each model as it loads.
+        self.compile = compile
+        self.compile_mode = compile_mode
         self._warm: dict[str, OrderedDict[str, _Warm]] = {}
         self._controlnets: dict[str, OrderedDict[tuple[str, torch.dtype], Any]] = {}
         # One worker thread uses a device at a time, but listing and preloading may run on other
@@ -199,6 +213,7 @@ class ModelRegistry(ModelCatalog):
         derived.set_progress_bar_config(disable=True)
         derived._studio_model_path = base._studio_model_path
         derived._studio_family = base._studio_family
+        derived._studio_compiled = getattr(base, "_studio_compiled", None)  # the fast path's, on shared modules
         return derived
 
     def _load(self, spec: ModelSpec, device: str) -> DiffusionPipeline:
@@ -225,6 +240,11 @@ class ModelRegistry(ModelCatalog):
         # Where optional parts (IP-Adapter weights) are looked up later, and what the family allows.
         pipeline._studio_model_path = spec.path
         pipeline._studio_family = spec.family
+        if self.compile and not (device.startswith("cuda") and self.low_vram):
+            # Compiled, fused and warmed at the model's default size before it serves a job (a no-op off CUDA).
+            fast_path.prepare(
+                pipeline, device, mode=self.compile_mode, width=spec.default_width, height=spec.default_height
+            )
         return pipeline
 
 

@@ -18,7 +18,9 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    LCMScheduler,
     PNDMScheduler,
+    TCDScheduler,
     UniPCMultistepScheduler,
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -51,8 +53,14 @@ SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     # Without skip_prk_steps PNDM cannot plan fewer than 4 steps (set_timesteps fails); SD ships it skipped.
     "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
     "ddpm": (DDPMScheduler, {}),
+    # Few-step samplers for distilled models and LoRAs (LCM, TCD, Hyper-SD, Turbo): 1-8 steps, guidance 0 or 1.
+    "lcm": (LCMScheduler, {}),
+    "tcd": (TCDScheduler, {}),
 }
 DEFAULT_SCHEDULER = "dpm++-2m"
+# TCD's gamma (the pipeline's ``eta``): the share of each step's noise drawn afresh, 0.3 as TCD's authors advise
+# (0 is deterministic and softer, 1 is LCM's sampling).
+TCD_GAMMA = 0.3
 
 
 class Cancelled(Exception):
@@ -133,6 +141,11 @@ def make_scheduler(name: str, base_config: Any) -> SchedulerMixin:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
     scheduler_class, overrides = SCHEDULERS[name]
     return scheduler_class.from_config(base_config, **overrides)
+
+
+def sampler_arguments(pipeline: Any) -> dict[str, Any]:
+    """What the pipeline's call takes for its scheduler: TCD's gamma (as ``eta``); nothing for the others."""
+    return {"eta": TCD_GAMMA} if isinstance(pipeline.scheduler, TCDScheduler) else {}
 
 
 # Above this many pixels the VAE decodes in tiles on CUDA, so a large canvas fits in memory.
@@ -218,6 +231,7 @@ def run(
         "callback_on_step_end_tensor_inputs": ["latents"],
         "output_type": "pil",
     }
+    arguments.update(sampler_arguments(pipeline))
     if capabilities.negative_prompt:
         # An empty negative prompt is None, except where guidance needs one to run at all (Qwen-Image).
         empty = " " if model.family.cfg_needs_negative and spec.guidance > 1 else None

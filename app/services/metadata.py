@@ -38,6 +38,9 @@ SCHEDULER_TO_SAMPLER: dict[str, str] = {
     "unipc": "UniPC",
     "pndm": "PLMS",
     "ddpm": "DDPM",
+    # A1111 has an LCM sampler; TCD is Forge's and ComfyUI's name.
+    "lcm": "LCM",
+    "tcd": "TCD",
 }
 SAMPLER_TO_SCHEDULER: dict[str, str] = {sampler.lower(): name for name, sampler in SCHEDULER_TO_SAMPLER.items()}
 # Older A1111 versions folded the noise schedule into the sampler name ("DPM++ 2M Karras"). A name

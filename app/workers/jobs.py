@@ -59,7 +59,11 @@ def build_job_context(
     return JobContext(
         session_factory=session_factory,
         registry=ModelRegistry(
-            settings.models_dir, cache_size=settings.pipeline_cache_size, low_vram=settings.low_vram
+            settings.models_dir,
+            cache_size=settings.pipeline_cache_size,
+            low_vram=settings.low_vram,
+            compile=settings.compile,
+            compile_mode=settings.compile_mode,
         ),
         store=store,
         bus=bus,

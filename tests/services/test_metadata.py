@@ -236,6 +236,8 @@ def test_a_png_without_parameters_reads_as_empty_and_a_jpeg_is_refused() -> None
         ("unipc", "UniPC"),
         ("pndm", "PLMS"),
         ("ddpm", "DDPM"),
+        ("lcm", "LCM"),
+        ("tcd", "TCD"),
     ],
 )
 def test_scheduler_and_sampler_names_map_both_ways(scheduler: str, sampler: str) -> None:
@@ -253,6 +255,8 @@ def test_every_scheduler_has_a_sampler_name() -> None:
         "unipc",
         "pndm",
         "ddpm",
+        "lcm",
+        "tcd",
     }
 
 
