@@ -12,6 +12,7 @@
   "use strict";
 
   var MAX_REGIONS = 4;
+  var FRAME = 240; // px, the frame's longer side
   var MIN_SIDE = 0.03; // a drag shorter than this (a fraction of the frame) is a click, not a box
   var PLACES = {
     "left": [0, 0, 0.5, 1],
@@ -83,7 +84,9 @@
     function shape() {
       var width = side("width") || 1;
       var height = side("height") || width;
-      // CSSOM writes, not style attributes: the page's CSP forbids inline styles in markup only.
+      // At most FRAME px on its longer side. CSSOM writes, not style attributes: the page's CSP
+      // forbids inline styles in markup only.
+      stage.style.width = Math.round(FRAME * Math.min(1, width / height)) + "px";
       stage.style.aspectRatio = width + " / " + height;
     }
 
