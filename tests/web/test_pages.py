@@ -34,7 +34,7 @@ FORM_FIELDS = (
     "scheduler",
     "parent_id",
 )
-SCHEDULERS = ("ddim", "euler", "euler-a", "dpm++-2m", "dpm++-2m-karras", "unipc", "pndm", "ddpm")
+SCHEDULERS = ("ddim", "euler", "euler-a", "dpm++-2m", "dpm++-2m-karras", "unipc", "pndm", "ddpm", "lcm", "tcd")
 
 
 def local_artist(app: FastAPI) -> User:
