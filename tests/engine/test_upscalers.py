@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ from safetensors.torch import save_file
 from app.engine import upscaling
 from app.engine.upscalers import describe, find, pickles, scan
 from app.engine.upscalers import upscaler_folder as folder_of
+from tests.engine.conftest import REPO_ROOT
 from tests.upscaler_builders import esrgan_state, realesrgan_state, save_upscaler, span_state, srvgg_state
 
 # Not importorskip: a plain ``import spandrel`` needs torchvision, which is what upscaling._spandrel() avoids.
@@ -150,3 +153,24 @@ def test_weights_spandrel_does_not_know_are_refused_by_name(tmp_path: Path) -> N
     ]
     with pytest.raises(upscaling.UpscalerError, match="mystery.safetensors: spandrel knows no architecture"):
         upscaling.load(path, "cpu")
+
+
+def test_a_torchvision_that_fails_to_import_is_not_needed(tmp_path: Path) -> None:
+    # PyPI's torchvision beside another torch build fails as this one does; spandrel still loads.
+    broken = tmp_path / "torchvision"
+    broken.mkdir()
+    (broken / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    script = (
+        "import sys\n"
+        "from app.engine import upscaling\n"
+        "spandrel = upscaling._spandrel()\n"
+        "print(spandrel.__name__, 'torchvision' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
+
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["spandrel", "False"]
