@@ -163,6 +163,7 @@ def import_checkpoint(file: Path, models_dir: Path, *, config: Path | None = Non
             pipeline = _from_partial_file(file, folder, index, tensors)
         else:
             pipeline = _from_single_file(file, folder, str(index["_class_name"]))
+        _tie_and_check(pipeline, file)
         staging = work / "out"
         pipeline.save_pretrained(staging, safe_serialization=True)
         readme = f"# {target.name}\n\nImported from the single-file checkpoint {file.name}.\n"
@@ -171,6 +172,17 @@ def import_checkpoint(file: Path, models_dir: Path, *, config: Path | None = Non
         staging.rename(target)
     logger.info("imported %s (%s) as %s", file.name, family, target)
     return target
+
+
+def _tie_and_check(pipeline: Any, file: Path) -> None:
+    """Ties the weights a checkpoint stores once (T5's token embeddings, which diffusers' single-file
+    loader leaves empty), then refuses a pipeline with any weight still missing."""
+    for name, component in pipeline.components.items():
+        if hasattr(component, "tie_weights"):
+            component.tie_weights()
+        parameters = component.parameters() if hasattr(component, "parameters") else []
+        if any(parameter.device.type == "meta" for parameter in parameters):
+            raise CheckpointError(f"{file.name} lacks some of the {name}'s weights and the config folder has none")
 
 
 def _config_index(folder: Path) -> dict[str, Any]:

@@ -118,10 +118,10 @@ def _clip_config(tokenizer: CLIPTokenizer, hidden: int = 32) -> CLIPTextConfig:
     )
 
 
-def _t5(tokenizer: T5Tokenizer) -> T5EncoderModel:
+def _t5(tokenizer: T5Tokenizer, width: int = 32) -> T5EncoderModel:
     config = T5Config(
         vocab_size=len(tokenizer),
-        d_model=32,
+        d_model=width,
         d_kv=8,
         d_ff=37,
         num_layers=2,
@@ -239,10 +239,16 @@ def build_sdxl(folder: Path) -> Path:
     return folder
 
 
-def build_sd3(folder: Path) -> Path:
-    """SD3: an MMDiT over two CLIP encoders and T5."""
+def build_sd3(folder: Path, *, stability_shapes: bool = False) -> Path:
+    """SD3: an MMDiT over two CLIP encoders and T5.
+
+    ``stability_shapes``: the encoders shaped as in Stability's single files, where diffusers tells
+    the two CLIPs apart by width (CLIP-G wider than CLIP-L), T5 is as wide as both together, and
+    CLIP-L's projection is the identity (what diffusers gives it when it reads such a file).
+    """
     torch.manual_seed(0)
     tokenizer, t5 = clip_tokenizer(), t5_tokenizer()
+    clip_g, t5_width = (48, 80) if stability_shapes else (32, 32)
     transformer = SD3Transformer2DModel(
         sample_size=32,
         patch_size=1,
@@ -251,7 +257,7 @@ def build_sd3(folder: Path) -> Path:
         attention_head_dim=8,
         num_attention_heads=4,
         caption_projection_dim=32,
-        joint_attention_dim=32,
+        joint_attention_dim=t5_width,
         pooled_projection_dim=64,
         out_channels=16,
     )
@@ -261,12 +267,16 @@ def build_sd3(folder: Path) -> Path:
     torch.manual_seed(2)
     vae = _flow_vae(16, blocks=2)
     torch.manual_seed(0)
+    clip_l = CLIPTextModelWithProjection(_clip_config(tokenizer))
+    if stability_shapes:
+        with torch.no_grad():
+            clip_l.text_projection.weight.copy_(torch.eye(32))
     pipeline = StableDiffusion3Pipeline(
         transformer=transformer,
         vae=vae,
-        text_encoder=CLIPTextModelWithProjection(_clip_config(tokenizer)),
-        text_encoder_2=CLIPTextModelWithProjection(_clip_config(tokenizer)),
-        text_encoder_3=_t5(t5),
+        text_encoder=clip_l,
+        text_encoder_2=CLIPTextModelWithProjection(_clip_config(tokenizer, hidden=clip_g)),
+        text_encoder_3=_t5(t5, t5_width),
         tokenizer=tokenizer,
         tokenizer_2=clip_tokenizer(),
         tokenizer_3=t5,

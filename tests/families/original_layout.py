@@ -327,3 +327,15 @@ def write_flux_transformer(folder: Path, file: Path) -> Path:
     state = flux_transformer_to_original(_weights(folder / "transformer"))
     save_file({key: value.contiguous() for key, value in state.items()}, file)
     return file
+
+
+def write_sd3_checkpoint(folder: Path, file: Path) -> Path:
+    """``folder`` (a StableDiffusion3Pipeline) as one whole file, as Stability's ``..._incl_clips_t5`` files are:
+    the MMDiT, the VAE under ``first_stage_model.`` and the encoders under ``text_encoders.{clip_l,clip_g,t5xxl}``."""
+    write_sd3_transformer(folder, file, with_vae=True)
+    state = load_file(file)
+    for component, name in (("text_encoder", "clip_l"), ("text_encoder_2", "clip_g"), ("text_encoder_3", "t5xxl")):
+        weights = _weights(folder / component)
+        state |= {f"text_encoders.{name}.transformer.{key}": value for key, value in weights.items()}
+    save_file({key: value.contiguous() for key, value in state.items()}, file)
+    return file

@@ -19,11 +19,12 @@ from app.engine.catalog import ModelCatalog
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
 from app.engine.single_file import CONFIGS, CheckpointError, import_checkpoint, shipped_config
-from tests.families.builders import FLUX, SD3, build_sd, build_sdxl
+from tests.families.builders import FLUX, SD3, build_sd, build_sd3, build_sdxl
 from tests.families.original_layout import (
     config_folder,
     write_flux_transformer,
     write_original_checkpoint,
+    write_sd3_checkpoint,
     write_sd3_transformer,
 )
 
@@ -213,6 +214,21 @@ def test_an_sd3_transformer_file_imports_with_a_config_folder_and_paints(
     [original] = run(ModelRegistry(family_models_dir), replace(paint, model=SD3), device="cpu").images
     assert image.size == (64, 64)
     assert image.tobytes() == original.tobytes(), "the imported model paints as the one it was written from"
+
+
+def test_a_whole_sd3_checkpoint_imports_with_a_folder_of_configs_alone(tmp_path: Path) -> None:
+    source = build_sd3(tmp_path / "built" / "source", stability_shapes=True)
+    file = write_sd3_checkpoint(source, tmp_path / "sd3-medium-incl-clips-t5.safetensors")
+    config = config_folder(source, tmp_path / "configs-only")  # no weights at all: the file has them
+
+    folder = import_checkpoint(file, tmp_path / "models", config=config, name="sd3-whole")
+
+    for component in ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
+        assert same_weights(source / component, folder / component), component
+    paint = GenerationSpec(model="sd3-whole", prompt="a red barn", seed=1, steps=2, width=64, height=64)
+    [image] = run(ModelRegistry(tmp_path / "models"), paint, device="cpu").images
+    [original] = run(ModelRegistry(tmp_path / "built"), replace(paint, model="source"), device="cpu").images
+    assert image.tobytes() == original.tobytes()
 
 
 def test_a_transformer_file_whose_config_folder_has_no_weights_says_what_it_needs(
