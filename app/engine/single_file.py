@@ -4,10 +4,10 @@ Artists download SD 1.x and SDXL models as one file. diffusers' ``from_single_fi
 such a file when it is given a local folder of configs (``config=``) and never asks a hub for
 one: the studio ships those configs for SD 1.x and SDXL (``checkpoint_configs/``, with the
 CLIP tokenizers built from CLIP's byte-pair vocabulary), and takes a ``--config`` folder (a
-diffusers folder of the same architecture) for any other family, SD3 and FLUX included. A whole
-checkpoint needs only its configs; an SD3 or FLUX file holding the transformer alone (as
-``flux1-dev.safetensors`` does), or with its VAE, takes the other components' weights from that
-folder. Pickle checkpoints (``.ckpt``, ``.pt``, ...) are refused: unpickling runs code.
+diffusers folder of the same architecture) for any other family, SD3, FLUX.1 and FLUX.2 included.
+A whole checkpoint needs only its configs; an SD3 or FLUX file holding the transformer alone (as
+``flux1-dev.safetensors`` and ``flux2-dev.safetensors`` do), or with its VAE, takes the other
+components' weights from that folder. Pickle checkpoints (``.ckpt``, ``.pt``, ...) are refused: unpickling runs code.
 
 The family is read from the file's safetensors header (names and shapes, no weights), so a
 file can be described without torch; the conversion itself imports diffusers.
@@ -65,13 +65,15 @@ def checkpoint_family(tensors: dict[str, Any]) -> str:
         return "sd1"
     if any("joint_blocks." in name for name in names):
         return "sd3"
+    if any(name.endswith("double_stream_modulation_img.lin.weight") for name in names):
+        return "flux2"  # FLUX.2's modulations are shared by all its blocks
     if any("double_blocks." in name for name in names):
         return "flux"
     if any(name.startswith("model.diffusion_model.input_blocks.") for name in names):
         return "sd1"
     raise CheckpointError(
         "the file is not a checkpoint the studio recognises "
-        "(SD 1.x, SD 2.x, SDXL, SD3 or FLUX.1 in the original layout)"
+        "(SD 1.x, SD 2.x, SDXL, SD3, FLUX.1 or FLUX.2 in the original layout)"
     )
 
 
@@ -200,7 +202,7 @@ def _config_index(folder: Path) -> dict[str, Any]:
 # fine-tunes) or with its VAE but without the text encoders; these prefixes tell what a file holds.
 _VAE_PREFIXES = ("first_stage_model.", "vae.")
 _TEXT_ENCODER_PREFIXES = ("text_encoders.",)
-_TRANSFORMER_FAMILIES = ("sd3", "flux")
+_TRANSFORMER_FAMILIES = ("sd3", "flux", "flux2")
 # Components that carry weights; schedulers and tokenizers are configs and vocabularies.
 _WEIGHTLESS = {"scheduler", "tokenizer", "tokenizer_2", "tokenizer_3", "feature_extractor"}
 

@@ -339,3 +339,77 @@ def write_sd3_checkpoint(folder: Path, file: Path) -> Path:
         state |= {f"text_encoders.{name}.transformer.{key}": value for key, value in weights.items()}
     save_file({key: value.contiguous() for key, value in state.items()}, file)
     return file
+
+
+# -- FLUX.2: the transformer as Black Forest Labs ships it (shared modulations, fused single blocks) -------
+
+_FLUX2_FIXED = {
+    "x_embedder": "img_in",
+    "context_embedder": "txt_in",
+    "time_guidance_embed.timestep_embedder.linear_1": "time_in.in_layer",
+    "time_guidance_embed.timestep_embedder.linear_2": "time_in.out_layer",
+    "time_guidance_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
+    "time_guidance_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
+    "double_stream_modulation_img.linear": "double_stream_modulation_img.lin",
+    "double_stream_modulation_txt.linear": "double_stream_modulation_txt.lin",
+    "single_stream_modulation.linear": "single_stream_modulation.lin",
+    "proj_out": "final_layer.linear",
+}
+_FLUX2_DOUBLE = {
+    "attn.norm_q": "img_attn.norm.query_norm",
+    "attn.norm_k": "img_attn.norm.key_norm",
+    "attn.to_out.0": "img_attn.proj",
+    "ff.linear_in": "img_mlp.0",
+    "ff.linear_out": "img_mlp.2",
+    "attn.norm_added_q": "txt_attn.norm.query_norm",
+    "attn.norm_added_k": "txt_attn.norm.key_norm",
+    "attn.to_add_out": "txt_attn.proj",
+    "ff_context.linear_in": "txt_mlp.0",
+    "ff_context.linear_out": "txt_mlp.2",
+}
+_FLUX2_SINGLE = {
+    "attn.to_qkv_mlp_proj": "linear1",
+    "attn.to_out": "linear2",
+    "attn.norm_q": "norm.query_norm",
+    "attn.norm_k": "norm.key_norm",
+}
+
+
+def flux2_transformer_to_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of diffusers' ``convert_flux2_transformer_checkpoint_to_diffusers`` (no name prefix)."""
+    out: dict[str, torch.Tensor] = {}
+
+    def named(name: str, kind: str) -> str:
+        # The original RMS norms call their weight ``scale``.
+        return f"{name}.scale" if name.endswith("_norm") else f"{name}.{kind}"
+
+    for key, value in state.items():
+        stem, kind = key.rsplit(".", 1)
+        if stem in _FLUX2_FIXED:
+            out[f"{_FLUX2_FIXED[stem]}.{kind}"] = value
+        elif stem == "norm_out.linear":
+            out[f"final_layer.adaLN_modulation.1.{kind}"] = _swap_halves(value)
+        elif key.startswith(("transformer_blocks.", "single_transformer_blocks.")):
+            prefix, index, rest = key.split(".", 2)
+            stem = rest.rsplit(".", 1)[0]
+            if prefix == "transformer_blocks" and stem in _FLUX2_DOUBLE:
+                out[named(f"double_blocks.{index}.{_FLUX2_DOUBLE[stem]}", kind)] = value
+            elif prefix == "single_transformer_blocks" and stem in _FLUX2_SINGLE:
+                out[named(f"single_blocks.{index}.{_FLUX2_SINGLE[stem]}", kind)] = value
+    for index in {int(key.split(".")[1]) for key in state if key.startswith("transformer_blocks.")}:
+        block = f"transformer_blocks.{index}.attn"
+        for kind in ("weight", "bias"):
+            if f"{block}.to_q.{kind}" not in state:
+                continue  # FLUX.2's projections have no biases
+            image = [state[f"{block}.{name}.{kind}"] for name in ("to_q", "to_k", "to_v")]
+            text = [state[f"{block}.{name}.{kind}"] for name in ("add_q_proj", "add_k_proj", "add_v_proj")]
+            out[f"double_blocks.{index}.img_attn.qkv.{kind}"] = torch.cat(image)
+            out[f"double_blocks.{index}.txt_attn.qkv.{kind}"] = torch.cat(text)
+    return out
+
+
+def write_flux2_transformer(folder: Path, file: Path) -> Path:
+    """The transformer of ``folder`` (a Flux2Pipeline) as one file in Black Forest Labs' layout."""
+    state = flux2_transformer_to_original(_weights(folder / "transformer"))
+    save_file({key: value.contiguous() for key, value in state.items()}, file)
+    return file

@@ -19,9 +19,10 @@ from app.engine.catalog import ModelCatalog
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
 from app.engine.single_file import CONFIGS, CheckpointError, import_checkpoint, shipped_config
-from tests.families.builders import FLUX, SD3, build_sd, build_sd3, build_sdxl
+from tests.families.builders import FLUX, FLUX2, SD3, build_sd, build_sd3, build_sdxl
 from tests.families.original_layout import (
     config_folder,
+    write_flux2_transformer,
     write_flux_transformer,
     write_original_checkpoint,
     write_sd3_checkpoint,
@@ -214,6 +215,27 @@ def test_an_sd3_transformer_file_imports_with_a_config_folder_and_paints(
     [original] = run(ModelRegistry(family_models_dir), replace(paint, model=SD3), device="cpu").images
     assert image.size == (64, 64)
     assert image.tobytes() == original.tobytes(), "the imported model paints as the one it was written from"
+
+
+def test_a_flux2_transformer_file_imports_with_a_config_folder_and_paints(
+    family_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = family_models_dir / FLUX2
+    file = write_flux2_transformer(source, tmp_path / "flux2-dev.safetensors")
+    config = without_transformer_weights(source, tmp_path / "flux2-config")
+    models_dir = tmp_path / "models"
+
+    code, output = run_cli(models_dir, monkeypatch, "models", "import", str(file), "--config", str(config))
+
+    assert code == 0, output
+    folder = models_dir / "flux2-dev"
+    assert same_weights(source / "transformer", folder / "transformer")
+    [spec] = ModelCatalog(models_dir).list()
+    assert (spec.family.name, spec.pipeline_class) == ("flux2", "Flux2Pipeline")
+    paint = GenerationSpec(model="flux2-dev", prompt="a red barn", seed=1, steps=2, guidance=4.0)
+    [image] = run(ModelRegistry(models_dir), paint, device="cpu").images
+    [original] = run(ModelRegistry(family_models_dir), replace(paint, model=FLUX2), device="cpu").images
+    assert image.tobytes() == original.tobytes()
 
 
 def test_a_whole_sd3_checkpoint_imports_with_a_folder_of_configs_alone(tmp_path: Path) -> None:
