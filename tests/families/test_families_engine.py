@@ -189,8 +189,9 @@ def test_a_pipeline_no_family_claims_is_refused_naming_it(family_models_dir: Pat
     assert "KandinskyPipeline is not a pipeline the studio can run" in found.reason
 
 
-def test_real_sized_configs_give_the_familys_size_and_step(family_models_dir: Path, tmp_path: Path) -> None:
-    folder = _copy_configs(family_models_dir / FLUX, tmp_path / "flux-dev")
+@pytest.mark.parametrize("model", [FLUX, FLUX2])
+def test_real_sized_configs_give_the_familys_size_and_step(family_models_dir: Path, tmp_path: Path, model: str) -> None:
+    folder = _copy_configs(family_models_dir / model, tmp_path / "real-size")
     vae_path = folder / "vae" / "config.json"
     vae = json.loads(vae_path.read_text()) | {"block_out_channels": [128, 256, 512, 512]}
     vae_path.write_text(json.dumps(vae))
