@@ -63,6 +63,15 @@ def _events(context: JobContext, job_id: int, name: str) -> list[dict[str, Any]]
     return [event.data for event in context.bus.read(job_id) if event.name == name]
 
 
+def _wait_for_final_events(context: JobContext, job_ids: list[int]) -> None:
+    """A job's outcome reaches the bus just after its row: wait for it there too (a generous bound)."""
+    for _ in range(2400):
+        if all(context.bus.ended(job_id) for job_id in job_ids):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the jobs' final statuses never reached the bus")
+
+
 def _wait_for_progress(context: JobContext, job_ids: list[int]) -> None:
     for _ in range(2400):  # a generous bound on waiting for the first step
         if all(_events(context, job_id, "progress") for job_id in job_ids):
@@ -91,6 +100,7 @@ def test_queued_jobs_that_share_a_call_are_painted_in_one_and_each_equals_its_so
     done = [wait_status(session_factory, job_id, FINAL) for job_id in job_ids]
 
     assert [job.status for job in done] == [Status.SUCCEEDED] * 4, [job.error for job in done]
+    _wait_for_final_events(batching_context, job_ids)
     assert calls == [[100, 101, 102, 103]]
     assert [len(job.images) for job in done] == [1, 2, 1, 1]
     for job in done:
@@ -104,6 +114,30 @@ def test_queued_jobs_that_share_a_call_are_painted_in_one_and_each_equals_its_so
         for image, alone in zip(sorted(job.images, key=lambda image: image.index), solo.images, strict=True):
             painted = _pixels(batching_context.store.read(image.sha256))
             assert int(np.abs(painted - np.asarray(alone.convert("RGB"), dtype=np.int16)).max()) <= 2
+
+
+def test_a_batch_never_takes_a_job_ahead_of_another_users_job_the_fair_order_runs_first(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    batching_context: JobContext,
+    wait_status: WaitStatus,
+    calls: list[list[int]],
+) -> None:
+    alice, bob = make_user(session, "alice"), make_user(session, "bob")
+    a1, a2, a3 = (make_generation(session, owner=alice, model=TINY, steps=2, seed=seed).id for seed in (1, 2, 3))
+    b1 = make_generation(session, owner=bob, model=TINY, steps=3, seed=4).id  # another call
+
+    make_pool(batching_context)
+    done = {job_id: wait_status(session_factory, job_id, FINAL) for job_id in (a1, a2, a3, b1)}
+
+    assert all(job.status == Status.SUCCEEDED for job in done.values())
+    # After a1, Bob's turn comes before Alice's next jobs: a1 runs alone, then b1, then a2 and a3 together.
+    assert calls == [[2, 3]]
+    claimed = sorted(done, key=lambda job_id: (done[job_id].claimed_at, job_id))
+    assert claimed == [a1, b1, a2, a3]
 
 
 def test_a_bound_of_one_paints_every_job_alone(
@@ -263,6 +297,7 @@ def test_an_engine_error_in_a_shared_call_paints_each_member_alone_and_fails_onl
     assert [job.status for job in done] == [Status.SUCCEEDED, Status.SUCCEEDED, Status.FAILED, Status.SUCCEEDED]
     assert done[2].error == "this prompt breaks the model"
     assert [len(job.images) for job in done] == [1, 2, 0, 1]
+    _wait_for_final_events(batching_context, job_ids)
     assert [data["status"] for data in _events(batching_context, job_ids[2], "status")] == ["running", "failed"]
 
 
