@@ -26,7 +26,7 @@ import torch
 from app.engine.attention_maps import recording
 from app.engine.families import refusal
 from app.engine.loras import applied
-from app.engine.previews import latents_preview
+from app.engine.previews import offer
 from app.engine.prompt_weights import has_weighting
 from app.engine.registry import ModelRegistry
 from app.engine.runner import (
@@ -178,10 +178,11 @@ def run_batch(
             if callback is None or not live[index]:
                 continue
             spec = specs[index]
-            preview = None
+            render = None
             if spec.preview_every > 0 and done % spec.preview_every == 0 and done < total and latents.ndim == 4:
-                preview = latents_preview(pipe, latents[offsets[index] : offsets[index] + 1])
-            if not callback(StepProgress(step=done, total=total, preview=preview)):
+                # Painted only if the callback reads it (a worker does while someone watches the job).
+                render = offer(pipe, latents[offsets[index] : offsets[index] + 1])
+            if not callback(StepProgress(step=done, total=total, render=render)):
                 live[index] = False
         if not any(live):  # a spec without a callback never leaves
             raise Cancelled()

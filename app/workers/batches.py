@@ -172,7 +172,10 @@ def _paint(
     def stops(member: _Member) -> Callable[[], bool]:
         return lambda: taken(member) or stopping()
 
-    callbacks = [_progress_publisher(bus, member.id, stops(member)) for member in members]
+    callbacks = [
+        _progress_publisher(bus, member.id, stops(member), preview_seconds=context.preview_seconds)
+        for member in members
+    ]
     results: list[GenerationResult | None]
     try:
         if stopping():
