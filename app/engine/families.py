@@ -46,7 +46,7 @@ class Capabilities:
     # A prompt per box or mask by masked cross-attention (app/engine/regions.py): the UNet families.
     regional_prompts: bool = False
     # Guide images through ControlNet pipelines (app/engine/control_pipelines.py): diffusers has them for
-    # the UNet families SD 1.x, 2.x and XL as they are loaded here.
+    # the UNet families SD 1.x, 2.x and XL as they are loaded here, and for FLUX.1 (not its Fill model).
     controlnet: bool = False
     # Why some modes are missing, said in the refusal.
     limits: str = ""
@@ -138,6 +138,7 @@ FAMILIES: tuple[Family, ...] = (
             guidance_max=10.0,
             guidance_default=3.5,
             schedulers=False,
+            controlnet=True,
         ),
         cuda_dtype="bfloat16",
     ),

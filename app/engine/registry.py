@@ -36,6 +36,8 @@ from diffusers import (
     AutoPipelineForText2Image,
     ControlNetModel,
     DiffusionPipeline,
+    FluxControlNetModel,
+    SD3ControlNetModel,
 )
 
 from app.engine import controlnets as controlnet_folders
@@ -55,6 +57,11 @@ PipelineMode = Literal["txt2img", "img2img", "inpaint"]
 
 # How many ControlNets a device keeps warm (by name and dtype), least recently used out first.
 CONTROLNET_CACHE_SIZE = 4
+# A ControlNet folder's class (its config's ``_class_name``) when it is not a UNet ControlNet.
+_CONTROLNET_CLASSES: dict[str, type[Any]] = {
+    "FluxControlNetModel": FluxControlNetModel,
+    "SD3ControlNetModel": SD3ControlNetModel,
+}
 # What a CUDA device keeps free beyond a model's weights, for activations and the VAE decode.
 _CUDA_HEADROOM = 2 * 1024**3
 
@@ -164,7 +171,9 @@ class ModelRegistry(ModelCatalog):
                 while len(cache) >= CONTROLNET_CACHE_SIZE:
                     cache.popitem(last=False)
                 logger.info("loading ControlNet %s on %s", name, device)
-                model = ControlNetModel.from_pretrained(
+                # FLUX.1 and SD3 ControlNets are transformers of their own classes.
+                model_class = _CONTROLNET_CLASSES.get(found.class_name, ControlNetModel)
+                model = model_class.from_pretrained(
                     found.path, torch_dtype=dtype, use_safetensors=True, local_files_only=True
                 ).to(device)
                 model.eval()

@@ -296,7 +296,7 @@ def run(
 
     arguments["callback_on_step_end"] = step_end
     # ControlNet guides: their maps at the painted size, weights and spans.
-    control_pipelines.add_arguments(arguments, spec.control, mode=spec.mode, width=width, height=height)
+    control_pipelines.add_arguments(arguments, spec.control, pipeline=pipeline, width=width, height=height)
     # Only what this pipeline takes: an argument one family ignores is an error in another's call.
     accepted = inspect.signature(pipeline.__call__).parameters
     arguments = {key: value for key, value in arguments.items() if key in accepted}

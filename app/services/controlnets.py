@@ -61,10 +61,10 @@ def checked(asked: list[ControlUnit], *, model: ModelSpec, models_dir: Path) -> 
     if not model.capabilities.controlnet:
         raise InvalidInput(
             f"model {model.name!r} ({model.family.label}) takes no ControlNet; "
-            "the studio runs ControlNets on Stable Diffusion 1.x, 2.x and XL"
+            "the studio runs ControlNets on Stable Diffusion 1.x, 2.x and XL and on FLUX.1"
         )
     available = {found.name: found for found in controlnet_folders.scan(models_dir)}
-    unet = controlnet_folders.model_unet_config(model.path)
+    denoiser = controlnet_folders.model_unet_config(model.path)
     for unit in asked:
         if unit.kind not in control_maps.WEIGHTLESS_KINDS:
             raise InvalidInput(control_maps.DEPTH_REFUSAL)
@@ -73,10 +73,13 @@ def checked(asked: list[ControlUnit], *, model: ModelSpec, models_dir: Path) -> 
             names = ", ".join(sorted(available)) or "none installed"
             raise InvalidInput(f"unknown ControlNet {unit.model!r}; available ControlNets: {names}")
         why = controlnet_folders.mismatch(
-            found, family=model.family.name, family_label=model.family.label, unet_config=unet
+            found, family=model.family.name, family_label=model.family.label, unet_config=denoiser
         )
         if why is not None:
             raise InvalidInput(f"{why} (model {model.name!r})")
+        why = controlnet_folders.kind_refusal(found, unit.kind)
+        if why is not None:
+            raise InvalidInput(why)
     return list(asked)
 
 

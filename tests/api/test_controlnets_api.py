@@ -19,8 +19,8 @@ from PIL.PngImagePlugin import PngInfo
 
 from app.services import images, users
 from app.services.metadata import parse_a1111, png_text_chunks, read_png_parameters
-from tests.families.builders import FLUX, build_flux
-from tests.tiny_controlnet import build_tiny_controlnet
+from tests.families.builders import FLUX, SD3, build_flux, build_sd3
+from tests.tiny_controlnet import build_tiny_controlnet, build_tiny_flux_controlnet
 from tests.tiny_pipeline import TINY
 
 Paint = Callable[..., dict[str, Any]]
@@ -29,7 +29,8 @@ Paint = Callable[..., dict[str, Any]]
 @pytest.fixture(scope="module")
 def control_models_dir(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny`` with a ControlNet made from its UNet (``edges``), one whose config says SDXL (``xl-canny``),
-    and a tiny FLUX.1 model, whose family takes no ControlNet."""
+    a tiny FLUX.1 model with a ControlNet made from its transformer (``flux-edges``) and a union one
+    (``flux-union``), and a tiny SD3 model, whose family takes no ControlNet."""
     root = tmp_path_factory.mktemp("api-control-models")
     shutil.copytree(tiny_models_dir / TINY, root / TINY)
     build_tiny_controlnet(root / TINY, root / "controlnet" / "edges", seed=1)
@@ -40,6 +41,9 @@ def control_models_dir(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathF
     )
     (xl / "diffusion_pytorch_model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
     build_flux(root / FLUX)
+    build_tiny_flux_controlnet(root / FLUX, root / "controlnet" / "flux-edges", seed=1)
+    build_tiny_flux_controlnet(root / FLUX, root / "controlnet" / "flux-union", seed=2, union_modes=10)
+    build_sd3(root / SD3)
     return root
 
 
@@ -90,7 +94,7 @@ def test_controlnets_are_listed_with_family_and_size(idle_control_client: TestCl
 
     assert response.status_code == 200
     listed = {item["name"]: item for item in response.json()}
-    assert set(listed) == {"edges", "xl-canny"}
+    assert set(listed) == {"edges", "flux-edges", "flux-union", "xl-canny"}
     folder = control_models_dir / "controlnet" / "edges"
     assert listed["edges"] == {
         "name": "edges",
@@ -98,10 +102,13 @@ def test_controlnets_are_listed_with_family_and_size(idle_control_client: TestCl
         "size": sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()),
     }
     assert listed["xl-canny"]["family"] == "sdxl"
-    # Those that fit a model: tiny takes its own; FLUX.1 takes none; an unknown model is not found.
+    assert listed["flux-edges"]["family"] == listed["flux-union"]["family"] == "flux"
+    # Those that fit a model: tiny and FLUX.1 take their own; SD3 takes none; an unknown model is not found.
     fitting = idle_control_client.get("/api/controlnets", params={"model": TINY})
     assert [item["name"] for item in fitting.json()] == ["edges"]
-    assert idle_control_client.get("/api/controlnets", params={"model": FLUX}).json() == []
+    flux = idle_control_client.get("/api/controlnets", params={"model": FLUX})
+    assert [item["name"] for item in flux.json()] == ["flux-edges", "flux-union"]
+    assert idle_control_client.get("/api/controlnets", params={"model": SD3}).json() == []
     assert idle_control_client.get("/api/controlnets", params={"model": "nope"}).status_code == 404
 
 
@@ -109,7 +116,8 @@ def test_models_say_which_families_take_a_controlnet(idle_control_client: TestCl
     models = {model["name"]: model for model in idle_control_client.get("/api/models").json()}
 
     assert models[TINY]["capabilities"]["controlnet"] is True
-    assert models[FLUX]["capabilities"]["controlnet"] is False
+    assert models[FLUX]["capabilities"]["controlnet"] is True
+    assert models[SD3]["capabilities"]["controlnet"] is False
 
 
 def test_the_preview_is_the_canny_map_of_the_image(idle_control_client: TestClient) -> None:
@@ -208,6 +216,47 @@ def test_an_inpaint_job_takes_a_guide(control_client: TestClient, wait_final: Ca
     assert np.abs(_pixels(_png(control_client, second)) - _pixels(_png(control_client, first))).mean() > 0.3
 
 
+def test_a_flux_guide_paints_end_to_end_and_is_recorded(
+    control_client: TestClient, paint_job: Paint, wait_final: Callable[..., dict[str, Any]]
+) -> None:
+    image_id = _upload(control_client, _guide())
+    unit = {"image_id": image_id, "kind": "canny", "model": "flux-edges", "weight": 1.0, "start": 0.0, "end": 1.0}
+    flux = {"model": FLUX, "guidance": 3.5}
+
+    plain = paint_job(control_client, seed=3, **flux)
+    guided = paint_job(control_client, seed=3, control=[unit], **flux)
+    zero = paint_job(control_client, seed=3, control=[{**unit, "weight": 0}], **flux)
+
+    plain_pixels = _pixels(_png(control_client, plain))
+    guided_png = _png(control_client, guided)
+    assert np.abs(_pixels(guided_png) - plain_pixels).mean() > 1.0
+    assert np.array_equal(_pixels(_png(control_client, zero)), plain_pixels)
+    assert guided["control"] == [unit]
+    assert read_png_parameters(guided_png)["control"] == [unit]
+    infotext = Image.open(io.BytesIO(guided_png)).info["parameters"]
+    assert 'ControlNet 0: "preprocessor: canny, model: flux-edges, weight: 1' in infotext
+
+
+@pytest.mark.parametrize(
+    ("unit", "says"),
+    [
+        ({"model": "edges"}, "ControlNet 'edges' is a UNet ControlNet; this model is FLUX.1"),
+        ({"model": "flux-union", "kind": "scribble"}, "'flux-union' is a union ControlNet"),
+    ],
+)
+def test_a_flux_model_refuses_a_guide_it_cannot_follow(
+    idle_control_client: TestClient, unit: dict[str, Any], says: str
+) -> None:
+    image_id = _upload(idle_control_client, _guide())
+    body = {**_prompt(model=FLUX), "control": [{"image_id": image_id, "kind": "canny", **unit}]}
+
+    response = idle_control_client.post("/api/generate/prompt", json=body)
+
+    assert response.status_code == 422, response.text
+    assert says in response.text
+    assert idle_control_client.get("/api/generations").json()["items"] == []
+
+
 def _artist_with_someone_elses_image(client: TestClient) -> int:
     """Signs ``client`` in as an artist and returns the id of an image another artist uploaded."""
     app: FastAPI = client.app  # type: ignore[assignment]
@@ -245,7 +294,10 @@ def test_a_guide_from_someone_elses_image_is_refused(
 @pytest.mark.parametrize(
     ("unit", "says"),
     [
-        ({"model": "missing"}, "unknown ControlNet 'missing'; available ControlNets: edges, xl-canny"),
+        (
+            {"model": "missing"},
+            "unknown ControlNet 'missing'; available ControlNets: edges, flux-edges, flux-union, xl-canny",
+        ),
         ({"model": "xl-canny"}, "ControlNet 'xl-canny' is for the sdxl family"),
         ({"kind": "depth"}, "depth-estimation model"),
         ({"kind": "pose"}, "kind"),
@@ -273,19 +325,19 @@ def test_a_bad_guide_is_refused_with_the_reason(
     assert idle_control_client.get("/api/generations").json()["items"] == []
 
 
-def test_guides_are_refused_too_many_on_a_flux_model_on_a_style_job_and_as_bad_text(
+def test_guides_are_refused_too_many_on_an_sd3_model_on_a_style_job_and_as_bad_text(
     idle_control_client: TestClient,
 ) -> None:
     mine = _upload(idle_control_client, _guide())
     unit = {"image_id": mine, "kind": "canny", "model": "edges"}
 
     too_many = idle_control_client.post("/api/generate/prompt", json=_prompt(control=[unit] * 4))
-    flux = idle_control_client.post("/api/generate/prompt", json=_prompt(model=FLUX, control=[unit]))
+    sd3 = idle_control_client.post("/api/generate/prompt", json=_prompt(model=SD3, control=[unit]))
     style = idle_control_client.post("/api/generate/style", json={**_prompt(control=[unit]), "style_image_ids": [mine]})
     not_json = idle_control_client.post("/api/generate/prompt", json=_prompt(control="canny please"))
 
     assert too_many.status_code == 422 and "at most 3 items" in too_many.text
-    assert flux.status_code == 422 and "takes no ControlNet" in flux.text
+    assert sd3.status_code == 422 and "takes no ControlNet" in sd3.text
     assert style.status_code == 422 and "not style jobs" in style.text
     assert not_json.status_code == 422 and "JSON list" in not_json.text
     assert idle_control_client.get("/api/generations").json()["items"] == []

@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from diffusers import FluxControlNetModel
 from PIL import Image, ImageDraw
 
 from app.engine.control_pipelines import ControlGuide
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationSpec, run
-from tests.families.builders import SDXL, build_sdxl
-from tests.tiny_controlnet import build_tiny_controlnet
+from tests.families.builders import FLUX, SDXL, build_flux, build_sdxl
+from tests.tiny_controlnet import build_tiny_controlnet, build_tiny_flux_controlnet
 from tests.tiny_pipeline import TINY, TINY_INPAINT
 
 
@@ -161,3 +162,85 @@ def test_an_sdxl_controlnet_guides_an_sdxl_model(tmp_path_factory: pytest.TempPa
 
     assert _differ(guided, plain) > 1.0
     assert np.array_equal(_paint(registry, model=SDXL), plain)
+
+
+@pytest.fixture(scope="module")
+def flux_registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
+    """A tiny FLUX.1 model with two ControlNets made from its transformer, one of them a union ControlNet."""
+    root = tmp_path_factory.mktemp("control-flux")
+    build_flux(root / FLUX)
+    build_tiny_flux_controlnet(root / FLUX, root / "controlnet" / "flux-edges", seed=1)
+    build_tiny_flux_controlnet(root / FLUX, root / "controlnet" / "flux-union", seed=2, union_modes=10)
+    return ModelRegistry(root, cache_size=1)
+
+
+def _paint_flux(registry: ModelRegistry, **fields: Any) -> np.ndarray:
+    # FLUX.1 runs its own flow-matching scheduler and distilled guidance.
+    spec = GenerationSpec(model=FLUX, prompt="a red barn", seed=3, steps=2, width=64, height=64, **fields)
+    [image] = run(registry, spec, device="cpu").images
+    return np.asarray(image, dtype=np.int16)
+
+
+def test_a_flux_controlnet_guides_a_flux_model_and_weight_zero_does_not(flux_registry: ModelRegistry) -> None:
+    edges = ControlGuide(image=_guide_image(), kind="canny", model="flux-edges")
+
+    plain = _paint_flux(flux_registry)
+    guided = _paint_flux(flux_registry, control=[edges])
+    again = _paint_flux(flux_registry, control=[edges])
+    half = _paint_flux(
+        flux_registry, control=[ControlGuide(image=_guide_image(), kind="canny", model="flux-edges", weight=0.5)]
+    )
+    zero = _paint_flux(
+        flux_registry, control=[ControlGuide(image=_guide_image(), kind="canny", model="flux-edges", weight=0)]
+    )
+    after = _paint_flux(flux_registry)
+
+    assert _differ(guided, plain) > 1.0
+    assert np.array_equal(again, guided)
+    assert _differ(half, guided) > 0.5
+    assert np.array_equal(zero, plain)
+    assert np.array_equal(after, plain)
+    assert isinstance(flux_registry.controlnet("flux-edges", "cpu", dtype=torch.float32), FluxControlNetModel)
+
+
+def test_flux_guides_run_together_and_a_union_controlnet_is_told_its_mode(flux_registry: ModelRegistry) -> None:
+    image = _guide_image()
+    edges = ControlGuide(image=image, kind="canny", model="flux-edges")
+    union = ControlGuide(image=image, kind="canny", model="flux-union")
+
+    one = _paint_flux(flux_registry, control=[edges])
+    both = _paint_flux(flux_registry, control=[edges, union])
+    alone = _paint_flux(flux_registry, control=[union])
+    seen: dict[str, Any] = {}
+    real_forward = FluxControlNetModel.forward
+
+    def spy(self: FluxControlNetModel, *args: Any, **kwargs: Any) -> Any:
+        seen.setdefault("modes", []).append(kwargs.get("controlnet_mode"))
+        return real_forward(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FluxControlNetModel, "forward", spy)
+        _paint_flux(flux_registry, control=[union])
+
+    assert _differ(both, one) > 1.0
+    assert _differ(alone, _paint_flux(flux_registry)) > 1.0
+    # canny is mode 0 of a union ControlNet, at every step.
+    assert len(seen["modes"]) == 2
+    assert all(mode is not None and mode.flatten().tolist() == [0] for mode in seen["modes"])
+
+
+def test_flux_image_to_image_and_inpainting_take_guides(flux_registry: ModelRegistry) -> None:
+    source = Image.new("RGB", (64, 64), (40, 90, 200))
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 31, 63), fill=255)
+    guide = [ControlGuide(image=_guide_image(), kind="canny", model="flux-edges")]
+
+    repainted = _paint_flux(flux_registry, mode="img2img", init_image=source, strength=0.8)
+    repainted_guided = _paint_flux(flux_registry, mode="img2img", init_image=source, strength=0.8, control=guide)
+    inpaint = {"mode": "inpaint", "init_image": source, "mask_image": mask, "strength": 1.0, "mask_blur": 0.0}
+    inpainted = _paint_flux(flux_registry, **inpaint)
+    inpainted_guided = _paint_flux(flux_registry, **inpaint, control=guide)
+
+    assert _differ(repainted_guided, repainted) > 0.5
+    assert _differ(inpainted_guided[:, :32], inpainted[:, :32]) > 0.5
+    assert np.array_equal(inpainted_guided[:, 32:], inpainted[:, 32:])

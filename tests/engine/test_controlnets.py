@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.engine.controlnets import family_of, find, mismatch, scan
+from app.engine.controlnets import family_of, find, kind_refusal, mismatch, scan
 
 
 def write_controlnet(
@@ -90,3 +90,35 @@ def test_mismatch_names_the_family_the_width_and_the_blocks(tmp_path: Path) -> N
         )
     )
     assert mismatch(tiny, family="sd1", family_label="Stable Diffusion 1.x", unet_config=tiny_unet) is None
+
+
+def test_a_transformer_controlnet_fits_only_its_family_at_its_width(tmp_path: Path) -> None:
+    root = tmp_path / "controlnet"
+    flux = {"_class_name": "FluxControlNetModel", "num_attention_heads": 2, "attention_head_dim": 16}
+    write_controlnet(root / "flux-canny", {**flux, "joint_attention_dim": 32})
+    write_controlnet(root / "flux-union", {**flux, "joint_attention_dim": 32, "num_mode": 10})
+    write_controlnet(root / "unet", {"cross_attention_dim": 32, "block_out_channels": [32, 64]})
+    canny, union, unet = find(tmp_path, "flux-canny"), find(tmp_path, "flux-union"), find(tmp_path, "unet")
+    assert canny is not None and union is not None and unet is not None
+    transformer = {"num_attention_heads": 2, "attention_head_dim": 16, "joint_attention_dim": 32}
+
+    assert (canny.inner_dim, canny.joint_attention_dim, canny.union_modes) == (32, 32, None)
+    assert union.union_modes == 10
+    assert mismatch(canny, family="flux", family_label="FLUX.1", unet_config=transformer) is None
+    assert mismatch(unet, family="flux", family_label="FLUX.1", unet_config=transformer) == (
+        "ControlNet 'unet' is a UNet ControlNet; this model is FLUX.1"
+    )
+    assert mismatch(
+        canny, family="flux", family_label="FLUX.1", unet_config={**transformer, "num_attention_heads": 24}
+    ) == ("ControlNet 'flux-canny' is 32 wide; this model's transformer is 384")
+    assert "reads text 32 wide; this model's transformer reads 4096" in str(
+        mismatch(canny, family="flux", family_label="FLUX.1", unet_config={**transformer, "joint_attention_dim": 4096})
+    )
+    assert "is for the flux family; this model is Stable Diffusion 1.x" in str(
+        mismatch(canny, family="sd1", family_label="Stable Diffusion 1.x", unet_config={"cross_attention_dim": 768})
+    )
+    # A union ControlNet is told its map by mode: canny has one, scribble and an image as is have none.
+    assert kind_refusal(union, "canny") is None
+    assert "union ControlNet" in str(kind_refusal(union, "scribble"))
+    assert "canny (mode 0)" in str(kind_refusal(union, "none"))
+    assert kind_refusal(canny, "scribble") is None
