@@ -41,6 +41,7 @@ def build_tiny_flux_controlnet(
     """Writes a FLUX.1 ControlNet for the FLUX.1 folder ``model_folder`` to ``out``: one double and one
     single block copied from its transformer (InstantX's layout: the map goes through the VAE and is
     packed like the latents). ``union_modes``: a union ControlNet told its map by mode, as InstantX's."""
+    torch.manual_seed(seed)  # whatever the transformer does not hand over starts from seeded weights
     transformer = FluxTransformer2DModel.from_pretrained(model_folder / "transformer")
     config = transformer.config
     controlnet = FluxControlNetModel.from_transformer(
@@ -50,11 +51,15 @@ def build_tiny_flux_controlnet(
         attention_head_dim=config.attention_head_dim,
         num_attention_heads=config.num_attention_heads,
     )
+    # Rebuilt from its own settings: the transformer's out_channels, which a ControlNet does not take, left out.
+    settings = {key: value for key, value in controlnet.config.items() if not key.startswith("_")}
+    settings.pop("out_channels", None)
     if union_modes is not None:
-        settings = {key: value for key, value in controlnet.config.items() if not key.startswith("_")}
-        union = FluxControlNetModel.from_config({**settings, "num_mode": union_modes})
-        union.load_state_dict(controlnet.state_dict(), strict=False)  # all but the mode embedding
-        controlnet = union
+        settings["num_mode"] = union_modes
+    rebuilt = FluxControlNetModel.from_config(settings)
+    # All the weights, but a union ControlNet's mode embedding, which is new.
+    rebuilt.load_state_dict(controlnet.state_dict(), strict=union_modes is None)
+    controlnet = rebuilt
     # The linear layers that hand the residuals to the transformer, and the map's embedding, start at zero.
     generator = torch.Generator().manual_seed(seed)
     zero_layers = [*controlnet.controlnet_blocks, *controlnet.controlnet_single_blocks]
