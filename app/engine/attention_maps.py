@@ -1,4 +1,4 @@
-"""Attention maps: where each word of the prompt landed, recorded while a UNet paints.
+"""Attention maps: where each word of the prompt landed, recorded while a UNet or a transformer paints.
 
 For the duration of one pipeline call every cross-attention layer (``attn2``) of the UNet gets a
 wrapper around whatever processor is installed there (the default one, a regional-prompt mask,
@@ -8,22 +8,34 @@ computes the attention probabilities ``softmax(QK^T / sqrt(d))`` of the conditio
 classifier-free-guidance batch, averaged over heads and summed per resolution over layers and
 steps. After the call the processors are restored and the sums become one map per image and
 text token (coarser grids upsampled to the finest recorded one), then one map per word of the
-prompt (the sum of its tokens, special tokens skipped), located through the tokenizer's offsets.
-Under regional prompts the text sequence is ``[base | regions...]``: the words are the base
-prompt's, read from the probabilities before the regions' mask. Of a weighted prompt the words are
-its text without the syntax (compel lays their tokens where the plain text's would be).
+prompt (app.engine.attention_words). Under regional prompts the text sequence is
+``[base | regions...]``: the words are the base prompt's, read from the probabilities before the
+regions' mask. Of a weighted prompt the words are its text without the syntax (compel lays their
+tokens where the plain text's would be). Under an IP-Adapter the wrapped processor is the
+adapter's (the recorder is entered after the adapter is loaded), and what is recorded is the text
+part of its attention: the image prompt's tokens are attended separately and are no word.
 
-SD3 and FLUX.1 paint with joint attention: image and text tokens attend to each other in one
-sequence. There the wrapped layers are the joint ones (those with text projections), and what is
-recorded is the image tokens' queries against the text tokens' keys (rotary embeddings applied as
-FLUX applies them), softmax over the text tokens: the cross-attention part of the joint attention.
-Their grids are FLUX's and SD3's 2x2 patches; past ``MAX_QUERIES`` patches only every fourth joint
-layer is recorded and its maps pooled to 32x32, which bounds the cost. SD3's text sequence starts
-with its 77 CLIP tokens, FLUX.1's is T5's, so words are found through those tokenizers. Qwen-Image,
-Z-Image and FLUX.2 are not recorded (their text tokens sit behind a chat template or in one merged
-sequence); ``unavailable_reason`` says so, and the API answers that maps are unavailable. Nor is a
-denoiser the GPU fast path compiled (``STUDIO_COMPILE=1``): swapping its processors on every call
-would compile it again on every job.
+The transformer families paint with joint attention: image and text tokens attend to each other
+in one sequence. What is recorded there is the image tokens' queries against the text tokens'
+keys, with each family's query/key norms and rotary embeddings, softmax over the text tokens: the
+cross-attention part of the joint attention.
+
+- SD3, FLUX.1, FLUX.2 and Qwen-Image have double-stream layers (with text projections
+  ``add_k_proj``): the image stream's queries meet the text stream's projected keys. FLUX lays
+  the text first in its rotary rows; Qwen-Image rotates each stream by its own (complex)
+  frequencies and masks the text padding of a batch.
+- Z-Image is single-stream: its main layers (``layers.N``) see one sequence per image,
+  ``[image tokens, padding | caption tokens, padding]`` (each padded to 32), so a pre-hook on the
+  transformer reads each item's image and caption lengths and the queries and keys are sliced
+  from the same projections.
+
+Their grids are the 2x2 patches; past ``MAX_QUERIES`` patches only every fourth joint layer is
+recorded and its maps pooled to 32x32, which bounds the cost. A guided batch holds the prompt's
+images in its second half (SD3, UNets) or its first (Z-Image); FLUX.1, FLUX.2 [klein] and
+Qwen-Image run the negative prompt as a pass of its own, told apart by its text embeddings and
+left out. The condition image tokens FLUX.2 [klein] inpainting appends to the image stream are no
+part of the canvas and are left out. Not recorded: a denoiser the GPU fast path compiled
+(``STUDIO_COMPILE=1``): swapping its processors on every call would compile it again on every job.
 """
 
 from __future__ import annotations
@@ -31,7 +43,6 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,39 +50,60 @@ from typing import Any
 
 import numpy as np
 
+from app.engine import attention_joint
+from app.engine.attention_words import WordMaps, plain_text, text_reader, word_maps
 from app.engine.families import Family
+
+__all__ = ["Recording", "WordMaps", "plain_text", "recording", "unavailable_reason", "word_maps"]
 
 logger = logging.getLogger(__name__)
 # Layers whose grid has at most this many latent pixels are recorded (32x32 or coarser).
 MAX_QUERIES = 32 * 32
-# Text positions read at most (T5's 512 in FLUX.1; CLIP's 77 elsewhere).
-MAX_TOKENS = 512
-# Characters that make a word; anything else (spaces, commas, brackets) separates words.
-_WORD = re.compile(r"[\w'’-]+")
 
-
-# Transformer families whose joint attention is recorded, and the tokenizer of their text tokens' start.
+# Transformer families whose joint attention is recorded, and how a layer's queries and keys are read.
+JOINT_READERS = {
+    "sd3": "flux",
+    "flux": "flux",
+    "flux-fill": "flux",
+    "flux2": "flux",
+    "qwenimage": "qwen",
+    "zimage": "zimage",
+}
+# Where the text sequence is the prompt's own tokens: the tokenizer of its start. The other joint
+# families render the prompt into a chat template (app.engine.attention_words.TemplatedText).
 JOINT_TOKENIZERS = {"sd3": "tokenizer", "flux": "tokenizer_2", "flux-fill": "tokenizer_2"}
+# Where a guided batch keeps the prompt's images; families not named run the negative prompt as its own pass.
+GUIDED_HALF = {"sd3": "second", "zimage": "first"}
 # Past MAX_QUERIES image tokens, a joint layer in this many is recorded.
 JOINT_STRIDE = 4
 
 
 def unavailable_reason(family: Family | None) -> str | None:
     """Why a family's paintings carry no attention maps; None when they do."""
-    if family is None or family.denoiser == "unet" or family.name in JOINT_TOKENIZERS:
+    if family is None or family.denoiser == "unet" or family.name in JOINT_READERS:
         return None
-    return (
-        f"attention maps are recorded for UNet models (SD 1.x, 2.x, XL), SD3 and FLUX.1; {family.label} "
-        "keeps its text tokens where the studio does not read them"
-    )
+    return f"attention maps are not recorded for {family.label}: the studio does not read its text tokens"
 
 
 class _Recorder:
     """Sums the cross-attention probabilities of the conditional images, per grid size."""
 
-    def __init__(self, *, width: int, height: int, guided: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        *,
+        width: int,
+        height: int,
+        guided: Callable[[], bool],
+        half: str | None = "second",
+        reader: str = "flux",
+        image_tokens: int | None = None,
+    ) -> None:
         self.width, self.height = width, height
         self.guided = guided
+        self.half = half
+        self.reader = reader
+        # FLUX.2 [klein] inpainting appends condition tokens to the image stream: the canvas's come first.
+        self.image_tokens = image_tokens
         self.sums: dict[int, Any] = {}
         self.counts: dict[int, int] = {}
         self.failed = False
@@ -79,6 +111,14 @@ class _Recorder:
         # CFG runs the negative prompt as a second pass; the first pass of a call is the prompt's.
         self.first_context: Any = None
         self.positive_pass = True
+        # Z-Image: per item of the batch, (image tokens, image tokens padded, caption tokens).
+        self.layout: list[tuple[int, int, int]] | None = None
+
+    def _rows(self, batch: int) -> slice:
+        """The conditional images of a batch: its second half (UNets, SD3) or first (Z-Image) when guided."""
+        if self.half is None or batch % 2 or not self.guided():
+            return slice(0, batch)
+        return slice(batch // 2, batch) if self.half == "second" else slice(0, batch // 2)
 
     def forward_starts(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """A forward pre-hook on the transformer: tells the prompt's passes by their text embeddings."""
@@ -92,6 +132,25 @@ class _Recorder:
             self.first_context = sample.clone()
         self.positive_pass = sample.shape == self.first_context.shape and bool(torch.equal(sample, self.first_context))
 
+    def sequence_starts(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A forward pre-hook on Z-Image's transformer: where each item's image and caption tokens lie."""
+        from diffusers.models.transformers.transformer_z_image import SEQ_MULTI_OF
+
+        latents = kwargs.get("x", args[0] if args else None)
+        captions = kwargs.get("cap_feats", args[2] if len(args) > 2 else None)
+        patch, frames = int(kwargs.get("patch_size", 2)), int(kwargs.get("f_patch_size", 1))
+        self.layout = None
+        if not isinstance(latents, list) or not isinstance(captions, list) or len(latents) != len(captions):
+            return
+        if any(isinstance(item, list) for item in (*latents, *captions)):
+            return  # the omni layout (condition images in the sequence) is not read
+        layout = []
+        for latent, caption in zip(latents, captions, strict=True):
+            _channels, depth, rows, columns = latent.shape
+            tokens = (depth // frames) * (rows // patch) * (columns // patch)
+            layout.append((tokens, tokens + (-tokens) % SEQ_MULTI_OF, int(caption.shape[0])))
+        self.layout = layout
+
     def _add(self, probabilities: Any) -> None:
         """Adds one layer's (images, queries, tokens) probabilities to the sums of its grid size."""
         queries = probabilities.shape[1]
@@ -102,38 +161,32 @@ class _Recorder:
             self.sums[queries] = probabilities.clone()
             self.counts[queries] = 1
 
-    def observe_joint(self, attn: Any, hidden_states: Any, context: Any, rotary: Any, *, layer: int) -> None:
+    def observe_joint(self, attn: Any, hidden_states: Any, arguments: dict[str, Any], *, layer: int) -> None:
         """A joint layer: the image tokens' queries against the text tokens' keys."""
-        import torch
         import torch.nn.functional as functional
 
-        if context is None or hidden_states.ndim != 3:
+        if hidden_states.ndim != 3 or not self.positive_pass:
             return
-        batch, queries, _ = hidden_states.shape
-        if not self.positive_pass or (queries > MAX_QUERIES and layer % JOINT_STRIDE):
+        layout = self.layout
+        if self.reader == "zimage":
+            if layout is None or len(layout) != hidden_states.shape[0]:
+                return
+            queries = layout[0][0]
+        else:
+            queries = hidden_states.shape[1]
+            if self.image_tokens is not None and queries > self.image_tokens:
+                queries = self.image_tokens
+        if queries > MAX_QUERIES and layer % JOINT_STRIDE:
             return
-        start = batch // 2 if batch % 2 == 0 and self.guided() else 0
-        states, text = hidden_states[start:], context[start:]
-        heads = attn.heads
-        query, key = attn.to_q(states), attn.add_k_proj(text)
-        head_dim = query.shape[-1] // heads
-        query = query.view(query.shape[0], -1, heads, head_dim)
-        key = key.view(key.shape[0], -1, heads, head_dim)
-        if getattr(attn, "norm_q", None) is not None:
-            query = attn.norm_q(query)
-        if getattr(attn, "norm_added_k", None) is not None:
-            key = attn.norm_added_k(key)
-        if rotary is not None:
-            from diffusers.models.embeddings import apply_rotary_emb
-
-            # FLUX lays the text first: its rotary rows are [text..., image...].
-            tokens = text.shape[1]
-            cos, sin = rotary
-            query = apply_rotary_emb(query, (cos[tokens:], sin[tokens:]), sequence_dim=1)
-            key = apply_rotary_emb(key, (cos[:tokens], sin[:tokens]), sequence_dim=1)
-        query, key = query.transpose(1, 2).float(), key.transpose(1, 2).float()
-        scores = torch.matmul(query, key.transpose(-1, -2)) * (1.0 / math.sqrt(head_dim))
-        probabilities = scores.softmax(dim=-1).mean(dim=1)  # (images, queries, tokens)
+        rows = self._rows(hidden_states.shape[0])
+        if layout is not None and self.reader == "zimage":
+            probabilities = attention_joint.zimage(attn, hidden_states, arguments, rows, layout)
+        elif self.reader == "qwen":
+            probabilities = attention_joint.qwen(attn, hidden_states[rows], arguments, rows)
+        else:
+            probabilities = attention_joint.flux(attn, hidden_states[rows, :queries], arguments, rows)
+        if probabilities is None:
+            return
         if queries > MAX_QUERIES:
             grid = self._grid(queries)
             if grid is None:
@@ -144,17 +197,19 @@ class _Recorder:
             probabilities = maps.flatten(2).transpose(1, 2)
         self._add(probabilities)
 
-    def observe(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any) -> None:
-        import torch
-
-        if encoder_hidden_states is None or hidden_states.ndim != 3:
+    def observe(self, attn: Any, hidden_states: Any, arguments: dict[str, Any]) -> None:
+        """A UNet cross-attention layer (under an IP-Adapter, the text part of its context)."""
+        context = arguments.get("encoder_hidden_states")
+        if isinstance(context, tuple):
+            context = context[0]  # IP-Adapter: (text, image prompt embeddings)
+        if context is None or hidden_states.ndim != 3:
             return
-        batch, queries, _ = hidden_states.shape
+        queries = hidden_states.shape[1]
         if queries > MAX_QUERIES:
             return
         # With guidance the batch is [unconditional..., conditional...]; only the prompt's half counts.
-        start = batch // 2 if batch % 2 == 0 and self.guided() else 0
-        states, context = hidden_states[start:], encoder_hidden_states[start:]
+        rows = self._rows(hidden_states.shape[0])
+        states, context = hidden_states[rows], context[rows]
         if attn.group_norm is not None:
             states = attn.group_norm(states.transpose(1, 2)).transpose(1, 2)
         if attn.norm_cross:
@@ -162,10 +217,9 @@ class _Recorder:
         query, key = attn.to_q(states), attn.to_k(context)
         heads = attn.heads
         head_dim = key.shape[-1] // heads
-        query = query.view(query.shape[0], -1, heads, head_dim).transpose(1, 2).float()
-        key = key.view(key.shape[0], -1, heads, head_dim).transpose(1, 2).float()
-        scores = torch.matmul(query, key.transpose(-1, -2)) * (1.0 / math.sqrt(head_dim))
-        self._add(scores.softmax(dim=-1).mean(dim=1))  # (images, queries, tokens)
+        query = query.view(query.shape[0], -1, heads, head_dim)
+        key = key.view(key.shape[0], -1, heads, head_dim)
+        self._add(attention_joint.attend(query, key))  # (images, queries, tokens)
 
     def _grid(self, queries: int) -> tuple[int, int] | None:
         """The queries as rows x columns of the canvas; None when they are no such grid."""
@@ -200,6 +254,16 @@ class _Recorder:
             return (total / calls).cpu().numpy().astype(np.float32)
 
 
+def _named(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A processor call's arguments by parameter name, however they were passed."""
+    bound = signature.bind(*args, **kwargs).arguments
+    named = dict(bound)
+    for parameter in signature.parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(named.pop(parameter.name, {}))
+    return named
+
+
 def _recording_processor(inner: Any, recorder: _Recorder, *, joint_layer: int | None = None) -> Any:
     """A processor calling ``inner`` for the output and showing the recorder its inputs.
 
@@ -207,24 +271,23 @@ def _recording_processor(inner: Any, recorder: _Recorder, *, joint_layer: int | 
     processor's signature to decide which ``cross_attention_kwargs`` to pass, and must pass
     ``inner`` the same ones as before.
     """
+    signature = inspect.signature(inner.__call__)
 
     def call(self: Any, attn: Any, hidden_states: Any, *args: Any, **kwargs: Any) -> Any:
         output = inner(attn, hidden_states, *args, **kwargs)
         if recorder.failed:
             return output
-        context = kwargs.get("encoder_hidden_states", args[0] if args else None)
         try:
+            arguments = _named(signature, (attn, hidden_states, *args), kwargs)
             if joint_layer is None:
-                recorder.observe(attn, hidden_states, context)
+                recorder.observe(attn, hidden_states, arguments)
             else:
-                rotary = kwargs.get("image_rotary_emb", args[2] if len(args) > 2 else None)
-                recorder.observe_joint(attn, hidden_states, context, rotary, layer=joint_layer)
+                recorder.observe_joint(attn, hidden_states, arguments, layer=joint_layer)
         except Exception:  # the maps are a bonus: a layer they can't read must not fail the painting
             logger.exception("attention maps: stopped recording at a %s layer", type(attn).__name__)
             recorder.failed = True
         return output
 
-    signature = inspect.signature(inner.__call__)
     self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     call.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[self_parameter, *signature.parameters.values()]
@@ -238,7 +301,8 @@ class Recording:
     """What one call recorded: ``token_maps`` per conditional image of the batch, after the call."""
 
     token_maps: np.ndarray | None = None
-    # The tokenizer whose positions the text tokens follow, when it is not the pipeline's first one.
+    # What places the words in the text sequence when it is not the pipeline's first tokenizer: another
+    # tokenizer (SD3's CLIP-L, FLUX.1's T5) or a chat template (Qwen-Image, Z-Image, FLUX.2).
     tokenizer: Any = None
 
     def for_image(self, index: int) -> np.ndarray | None:
@@ -268,17 +332,51 @@ class Recording:
         return found
 
 
+def _processors(model: Any) -> dict[str, Any]:
+    """The denoiser's attention processors by name (Z-Image's transformer does not list them itself)."""
+    if hasattr(model, "attn_processors"):
+        return dict(model.attn_processors)
+    return {
+        f"{name}.processor": module.processor
+        for name, module in model.named_modules()
+        if hasattr(module, "processor") and hasattr(module, "set_processor")
+    }
+
+
+def _install(model: Any, processors: dict[str, Any]) -> None:
+    if hasattr(model, "set_attn_processor"):
+        model.set_attn_processor(processors)
+        return
+    for name, processor in processors.items():
+        model.get_submodule(name.removesuffix(".processor")).set_processor(processor)
+
+
+def _joint_layers(model: Any, reader: str, processors: dict[str, Any]) -> list[str]:
+    """The processor names of the joint layers, in order: double-stream ones, or Z-Image's main layers."""
+    names = []
+    for name in processors:
+        module = model.get_submodule(name.removesuffix(".processor"))
+        if reader == "zimage":
+            if name.startswith("layers.") and getattr(module, "to_k", None) is not None:
+                names.append(name)
+        elif getattr(module, "add_k_proj", None) is not None:
+            names.append(name)
+    return names
+
+
 @contextmanager
 def recording(pipeline: Any, *, width: int, height: int, enabled: bool = True) -> Iterator[Recording]:
-    """Records the UNet's cross-attention while the block runs one call; the processors come back after.
+    """Records the denoiser's cross-attention while the block runs one call; the processors come back after.
 
-    Enter it innermost, right around the call, so it wraps whatever processors the other
-    per-call features (regions, style, adapters) installed. A pipeline without a UNet records nothing.
+    Enter it innermost, right around the call (after an IP-Adapter is loaded), so it wraps whatever
+    processors the other per-call features (regions, style, adapters) installed. A pipeline
+    without a UNet or a recorded transformer family records nothing.
     """
     result = Recording()
     unet = getattr(pipeline, "unet", None)
     family: Family | None = getattr(pipeline, "_studio_family", None)
-    joint = family is not None and family.name in JOINT_TOKENIZERS and hasattr(pipeline, "transformer")
+    reader = JOINT_READERS.get(family.name) if family is not None else None
+    joint = reader is not None and hasattr(pipeline, "transformer")
     # A denoiser compiled by the GPU fast path (STUDIO_COMPILE=1) is left alone: new processors on
     # every call would make torch.compile guard-fail and compile again on every job.
     compiled = bool(getattr(pipeline, "_studio_compiled", None))
@@ -289,112 +387,38 @@ def recording(pipeline: Any, *, width: int, height: int, enabled: bool = True) -
     def guided() -> bool:
         return bool(getattr(pipeline, "do_classifier_free_guidance", False))
 
-    recorder = _Recorder(width=width, height=height, guided=guided)
     model = unet if unet is not None else pipeline.transformer
-    before = dict(model.attn_processors)
+    before = _processors(model)
     wrapped = dict(before)
+    hook = None
     if unet is not None:
+        recorder = _Recorder(width=width, height=height, guided=guided)
         for name, existing in before.items():
             if name.endswith("attn2.processor"):
                 wrapped[name] = _recording_processor(existing, recorder)
     else:
-        assert family is not None
-        result.tokenizer = getattr(pipeline, JOINT_TOKENIZERS[family.name], None)
-        layer = 0
-        for name, existing in before.items():
-            module = model.get_submodule(name.removesuffix(".processor"))
-            if getattr(module, "add_k_proj", None) is not None:
-                wrapped[name] = _recording_processor(existing, recorder, joint_layer=layer)
-                layer += 1
-    model.set_attn_processor(wrapped)
-    hook = model.register_forward_pre_hook(recorder.forward_starts, with_kwargs=True) if unet is None else None
+        assert family is not None and reader is not None
+        image_tokens = None
+        if family.name == "flux2":
+            step = int(getattr(pipeline, "vae_scale_factor", 8)) * 2
+            image_tokens = (height // step) * (width // step)
+        half = GUIDED_HALF.get(family.name)
+        recorder = _Recorder(
+            width=width, height=height, guided=guided, half=half, reader=reader, image_tokens=image_tokens
+        )
+        if family.name in JOINT_TOKENIZERS:
+            result.tokenizer = getattr(pipeline, JOINT_TOKENIZERS[family.name], None)
+        else:
+            result.tokenizer = text_reader(pipeline, family.name)
+        for layer, name in enumerate(_joint_layers(model, reader, before)):
+            wrapped[name] = _recording_processor(before[name], recorder, joint_layer=layer)
+        starts = recorder.sequence_starts if reader == "zimage" else recorder.forward_starts
+        hook = model.register_forward_pre_hook(starts, with_kwargs=True)
+    _install(model, wrapped)
     try:
         yield result
     finally:
-        model.set_attn_processor(before)
+        _install(model, before)
         if hook is not None:
             hook.remove()
     result.token_maps = recorder.token_maps()
-
-
-@dataclass(frozen=True)
-class WordMaps:
-    """One image's map per word of the prompt: ``maps[i]`` is where ``words[i]`` landed.
-
-    ``spans`` are the words' character ranges in ``text`` (the prompt without weighting syntax);
-    ``maps`` is (words, rows, columns), each cell the share of that latent pixel's attention the
-    word's tokens took, on average over layers, heads and steps.
-    """
-
-    text: str
-    words: list[str]
-    spans: list[tuple[int, int]]
-    maps: np.ndarray
-
-
-def plain_text(prompt: str) -> str:
-    """The words a prompt paints, without weighting syntax: ``a (red:1.3) boat`` -> ``a red boat``.
-
-    Of an ``AND`` blend only the first part is kept: its tokens come first in the text sequence.
-    """
-    from app.engine import prompt_weights
-
-    first = re.split(r"\s+AND\s+", prompt.strip())[0]
-    if not prompt_weights.has_weighting(first):
-        return first
-    text = "".join(chunk for chunk, _weight in prompt_weights.parse_attention(first))
-    return re.sub(r"\\([()\[\]])", r"\1", text)
-
-
-def _token_words(tokenizer: Any, text: str, spans: list[tuple[int, int]]) -> list[int | None]:
-    """For each position of the encoded text (special tokens included), the index of its word or None."""
-
-    def word_at(start: int, end: int) -> int | None:
-        for index, (word_start, word_end) in enumerate(spans):
-            if start < word_end and end > word_start:
-                return index
-        return None
-
-    if getattr(tokenizer, "is_fast", False):
-        encoded = tokenizer(
-            text,
-            truncation=True,
-            max_length=min(tokenizer.model_max_length, MAX_TOKENS),
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-        )
-        return [
-            None if special else word_at(start, end)
-            for (start, end), special in zip(encoded["offset_mapping"], encoded["special_tokens_mask"], strict=True)
-        ]
-    # A slow tokenizer has no offsets: both CLIP's BPE and WordPiece split at spaces and punctuation
-    # first, so tokenizing each piece alone gives the whole text's tokens, piece by piece.
-    positions: list[int | None] = [None] * (1 if tokenizer.bos_token_id is not None or tokenizer.cls_token else 0)
-    for piece in re.finditer(r"\S+", text):
-        for part in re.finditer(r"[\w'’-]+|[^\w\s'’-]+", piece.group(0)):
-            start = piece.start() + part.start()
-            count = len(tokenizer(part.group(0), add_special_tokens=False)["input_ids"])
-            positions.extend([word_at(start, start + len(part.group(0)))] * count)
-    return positions[: min(tokenizer.model_max_length, MAX_TOKENS) - 1]
-
-
-def word_maps(tokenizer: Any, prompt: str, token_maps: np.ndarray) -> WordMaps:
-    """One image's token maps summed per word of ``prompt`` (words cut off by the token limit are left out)."""
-    text = plain_text(prompt)
-    found = [(match.group(0), match.span()) for match in _WORD.finditer(text)]
-    spans = [span for _word, span in found]
-    positions = _token_words(tokenizer, text, spans)
-    tokens, rows, columns = token_maps.shape
-    sums = np.zeros((len(found), rows, columns), dtype=np.float32)
-    seen = np.zeros(len(found), dtype=bool)
-    for position, word in enumerate(positions):
-        if word is not None and position < tokens:
-            sums[word] += token_maps[position]
-            seen[word] = True
-    kept = [index for index in range(len(found)) if seen[index]]
-    return WordMaps(
-        text=text,
-        words=[found[index][0] for index in kept],
-        spans=[spans[index] for index in kept],
-        maps=sums[kept],
-    )

@@ -6,7 +6,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,6 +309,8 @@ def run(
         applied(pipeline, spec.loras, registry.models_dir),
         torch.inference_mode(),
         regions.applied(pipeline, spec.regions, arguments, width=width, height=height),
+        # The IP-Adapter replaces the attention processors as it loads: loaded before the recorder wraps them.
+        _ip_adapter(pipeline, spec.style_strength) if adapter else nullcontext(),
         # Innermost, so it wraps whatever cross-attention processors the features above installed.
         attention_maps.recording(pipeline, width=width, height=height, enabled=spec.record_attention) as recorded,
     ):
@@ -320,9 +322,6 @@ def run(
                 output = pipeline(**arguments)
         elif joint is not None:
             with joint_style.shared_joint_attention(pipeline.transformer, joint):
-                output = pipeline(**arguments)
-        elif adapter:
-            with _ip_adapter(pipeline, spec.style_strength):
                 output = pipeline(**arguments)
         else:
             output = pipeline(**arguments)

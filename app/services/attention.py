@@ -162,10 +162,10 @@ def _unavailable(image: Image) -> str:
         return "attention maps belong to paintings; this image was uploaded"
     model = f" ({image.generation.model})" if image.generation is not None else ""
     return (
-        f"no attention maps were recorded for this painting{model}: they are recorded while a UNet model "
-        "(SD 1.x, 2.x, XL, studio-tiny), SD3 or FLUX.1 paints, not for Qwen-Image, Z-Image or FLUX.2, "
-        "IP-Adapter styles, interpolations, a model compiled by the GPU fast path (STUDIO_COMPILE=1) "
-        "or paintings made before maps were kept"
+        f"no attention maps were recorded for this painting{model}: they are recorded while any model the "
+        "studio runs paints (SD 1.x, 2.x, XL, SD3, FLUX.1, FLUX.2, Qwen-Image, Z-Image, with or without an "
+        "IP-Adapter), not for interpolations, a model compiled by the GPU fast path (STUDIO_COMPILE=1), "
+        "a painting whose maps could not be read or kept, or paintings made before maps were kept"
     )
 
 

@@ -228,7 +228,7 @@ def _keep(context: JobContext, member: _Member, result: GenerationResult, *, wor
         lambda session: queue.complete(session, generation_id=job_id, worker=worker, outputs=outputs),
     )
     if kept:
-        _restore_missing(context, member.generation, pngs, outputs)
+        _restore_missing(context, member.generation, pngs, outputs, result)
         return Status.SUCCEEDED
     _discard(context, job_id, outputs)
     return _current_status(context, job_id)

@@ -190,7 +190,7 @@ def execute(
                 lambda session: queue.complete(session, generation_id=generation_id, worker=worker, outputs=outputs),
             )
             if kept:
-                _restore_missing(context, generation, pngs, outputs)
+                _restore_missing(context, generation, pngs, outputs, result)
                 status = Status.SUCCEEDED
             else:
                 _discard(context, generation_id, outputs)
@@ -305,10 +305,13 @@ def _store_outputs(context: JobContext, result: GenerationResult, pngs: list[byt
     return outputs
 
 
-def _store_attention(context: JobContext, result: GenerationResult, outputs: list[queue.OutputImage]) -> None:
-    """Keeps each output's word maps beside its PNG; a failure costs the maps, never the painting."""
+def _store_attention(
+    context: JobContext, result: GenerationResult, outputs: list[queue.OutputImage], *, only: set[str] | None = None
+) -> None:
+    """Keeps each output's word maps (or ``only`` those of these files) beside its PNG; a failure
+    costs the maps, never the painting."""
     for output, maps in zip(outputs, result.attention, strict=False):
-        if maps is None:
+        if maps is None or (only is not None and output.sha256 not in only):
             continue
         try:
             attention.save(
@@ -332,14 +335,32 @@ def _discard(context: JobContext, generation_id: int, outputs: list[queue.Output
 
 
 def _restore_missing(
-    context: JobContext, generation: Generation, pngs: list[bytes], outputs: list[queue.OutputImage]
+    context: JobContext,
+    generation: Generation,
+    pngs: list[bytes],
+    outputs: list[queue.OutputImage],
+    result: GenerationResult | None = None,
 ) -> None:
-    """Writes the outputs again if a clean-up removed identical bytes between our write and commit."""
-    if all(context.store.exists(output.sha256) for output in outputs):
+    """Writes the outputs again if a clean-up removed identical bytes between our write and commit.
+
+    A clean-up removes a PNG's attention maps with it (``ImageStore.remove``): they follow the PNG
+    back from ``result``, so the painting still answers its words.
+    """
+    store = context.store
+    maps = list(result.attention) if result is not None else []
+    lost = [
+        index
+        for index, output in enumerate(outputs)
+        if not store.exists(output.sha256)
+        or (index < len(maps) and maps[index] is not None and not store.attention_path(output.sha256).is_file())
+    ]
+    if not lost:
         return
     logger.warning("outputs of generation %s were removed before their rows committed; rewriting", generation.id)
-    for png in pngs:
-        context.store.put_png(png)
+    for index in lost:
+        store.put_png(pngs[index])
+    if result is not None:
+        _store_attention(context, result, outputs, only={outputs[index].sha256 for index in lost})
 
 
 def _current_status(context: JobContext, generation_id: int) -> Status | None:

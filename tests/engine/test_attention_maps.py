@@ -83,11 +83,14 @@ def test_the_plain_text_drops_weights_and_keeps_the_first_part_of_a_blend() -> N
     assert attention_maps.plain_text("a castle AND a storm") == "a castle"
 
 
-def test_families_whose_text_tokens_are_not_read_say_why_they_have_no_maps() -> None:
-    for recorded in ("sd1", "sdxl", "sd3", "flux"):
+def test_every_family_the_studio_runs_records_maps_and_another_says_why_not() -> None:
+    from dataclasses import replace
+
+    for recorded in ("sd1", "sdxl", "sd3", "flux", "flux2", "qwenimage", "zimage"):
         assert attention_maps.unavailable_reason(family_named(recorded)) is None
-    reason = attention_maps.unavailable_reason(family_named("zimage"))
-    assert reason is not None and "SD3 and FLUX.1" in reason
+    later = replace(family_named("zimage"), name="later", label="Later-DiT")
+    reason = attention_maps.unavailable_reason(later)
+    assert reason is not None and "Later-DiT" in reason
 
 
 def _boat(registry: ModelRegistry, prompt: str, seed: int) -> tuple[list[str], np.ndarray]:
@@ -142,47 +145,93 @@ def test_a_batch_of_jobs_records_each_image_against_its_own_prompt(tiny_registry
             assert np.array_equal(np.asarray(one), np.asarray(other))
 
 
+JOINT_MODELS = ("fam-sd3", "fam-flux", "fam-qwenimage", "fam-zimage", "fam-flux2", "fam-flux2-klein")
+
+
 @pytest.fixture(scope="module")
 def joint_registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
-    """Tiny SD3 and FLUX.1 (joint attention) and Qwen-Image (not recorded) models."""
-    from tests.families.builders import FLUX, QWEN, SD3, build_flux, build_qwenimage, build_sd3
+    """Tiny SD3, FLUX.1, Qwen-Image, Z-Image, FLUX.2 [dev] and [klein] models (joint attention)."""
+    from tests.families.builders import BUILDERS
 
     root = tmp_path_factory.mktemp("joint-models")
-    build_sd3(root / SD3)
-    build_flux(root / FLUX)
-    build_qwenimage(root / QWEN)
-    return ModelRegistry(root, cache_size=3)
+    for model in JOINT_MODELS:
+        BUILDERS[model](root / model)
+    return ModelRegistry(root, cache_size=len(JOINT_MODELS))
 
 
-@pytest.mark.parametrize(("family", "negative"), [("sd3", ""), ("flux", ""), ("flux", "blurry")])
+def _transformer_processors(registry: ModelRegistry, model: str) -> dict[str, type]:
+    transformer = registry.pipeline(model, "cpu").transformer
+    return {name: type(processor) for name, processor in attention_maps._processors(transformer).items()}
+
+
+@pytest.mark.parametrize(
+    ("model", "negative", "images"),
+    [
+        ("fam-sd3", "", 1),
+        ("fam-flux", "", 1),
+        ("fam-flux", "blurry", 1),
+        ("fam-qwenimage", "blurry", 2),  # true CFG: the negative prompt runs as a pass of its own
+        ("fam-zimage", "blurry", 2),  # guided batch [prompt..., negative...] in one pass
+        ("fam-flux2", "", 2),
+        ("fam-flux2-klein", "blurry", 2),  # true CFG, as Qwen-Image's
+    ],
+)
 def test_joint_attention_is_recorded_without_changing_the_painting(
-    joint_registry: ModelRegistry, family: str, negative: str
+    joint_registry: ModelRegistry, model: str, negative: str, images: int
 ) -> None:
-    from tests.families.builders import FLUX, SD3
-
-    model = {"sd3": SD3, "flux": FLUX}[family]
-    spec = GenerationSpec(model=model, prompt="a red boat", negative_prompt=negative, seed=4, steps=2, guidance=3.0)
+    spec = GenerationSpec(
+        model=model, prompt="a red boat", negative_prompt=negative, seed=4, steps=2, guidance=3.0, n_images=images
+    )
     pipeline = joint_registry.pipeline(model, "cpu")
-    before = {name: type(processor) for name, processor in pipeline.transformer.attn_processors.items()}
+    before = _transformer_processors(joint_registry, model)
 
     plain = run(joint_registry, GenerationSpec(**{**spec.__dict__, "record_attention": False}), device="cpu")
     recorded = run(joint_registry, spec, device="cpu")
 
-    assert np.array_equal(np.asarray(plain.images[0]), np.asarray(recorded.images[0]))
-    assert {name: type(processor) for name, processor in pipeline.transformer.attn_processors.items()} == before
+    for alone, watched in zip(plain.images, recorded.images, strict=True):
+        assert np.array_equal(np.asarray(alone), np.asarray(watched))
+    assert _transformer_processors(joint_registry, model) == before
     assert not pipeline.transformer._forward_pre_hooks
-    maps = recorded.attention[0]
-    assert maps is not None and maps.words == ["a", "red", "boat"]
-    assert np.all(np.isfinite(maps.maps)) and float(maps.maps.sum()) > 0
+    assert len(recorded.attention) == images
+    for maps in recorded.attention:
+        assert maps is not None and maps.words == ["a", "red", "boat"]
+        assert maps.text == "a red boat"
+        assert np.all(np.isfinite(maps.maps)) and float(maps.maps.sum()) > 0
 
 
-def test_a_family_whose_text_tokens_are_not_read_records_nothing(joint_registry: ModelRegistry) -> None:
-    from tests.families.builders import QWEN
+@pytest.mark.parametrize("model", ["fam-qwenimage", "fam-zimage", "fam-flux2", "fam-flux2-klein"])
+def test_a_chat_template_family_finds_each_word_at_its_own_tokens(joint_registry: ModelRegistry, model: str) -> None:
+    """The positions given to a word are those where the pipeline's own encoding holds the word's tokens."""
+    from app.engine.attention_words import TemplatedText, text_reader
 
-    spec = GenerationSpec(model=QWEN, prompt="a red boat", seed=4, steps=2, guidance=3.0)
-    assert run(joint_registry, spec, device="cpu").attention == [None]
-    assert attention_maps.unavailable_reason(family_named("qwenimage")) is not None
-    assert attention_maps.unavailable_reason(family_named("sd3")) is None
+    pipeline = joint_registry.pipeline(model, "cpu")
+    reader = text_reader(pipeline, pipeline._studio_family.name)
+    assert isinstance(reader, TemplatedText)
+    text = "a red boat, by the sea"
+    words = ["a", "red", "boat", "by", "the", "sea"]
+    spans = [(0, 1), (2, 5), (6, 10), (12, 14), (15, 18), (19, 22)]
+
+    positions = reader.positions(text, spans)
+
+    # What the pipeline itself encodes, read at its text encoder's door (Qwen-Image then cuts its
+    # system prompt's first tokens).
+    encoded: list[list[int]] = []
+    hook = pipeline.text_encoder.register_forward_pre_hook(
+        lambda _module, _args, kwargs: encoded.append(kwargs["input_ids"][0].tolist()), with_kwargs=True
+    )
+    try:
+        with torch.inference_mode():
+            pipeline.encode_prompt(prompt=text, device="cpu")
+    finally:
+        hook.remove()
+    tokenizer = getattr(reader.renderer, "tokenizer", reader.renderer)
+    ids = encoded[0][reader.drop :][: len(positions)]
+    assert len(positions) == len(ids)
+    first_prompt_token = min(position for position, word in enumerate(positions) if word is not None)
+    assert first_prompt_token > 0, "the template's tokens come before the prompt's"
+    for index, word in enumerate(words):
+        tokens = [ids[position] for position, found in enumerate(positions) if found == index]
+        assert tokenizer.decode(tokens).strip() == word
 
 
 def test_only_the_prompt_s_passes_of_a_transformer_are_recorded() -> None:
@@ -208,3 +257,45 @@ def test_a_denoiser_compiled_by_the_fast_path_is_not_wrapped(tiny_registry: Mode
     finally:
         del pipeline._studio_compiled
     assert recorded.token_maps is None
+
+
+@pytest.fixture(scope="module")
+def ip_registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
+    """Tiny SDXL and FLUX.1 folders with a random IP-Adapter and CLIP image encoder each."""
+    from tests.families.test_ip_adapters import FLUX_IP, SDXL_IP, build_flux_ip_adapter, build_sdxl_ip_adapter
+
+    root = tmp_path_factory.mktemp("ip-attention")
+    build_sdxl_ip_adapter(root / SDXL_IP)
+    build_flux_ip_adapter(root / FLUX_IP)
+    return ModelRegistry(root, cache_size=2)
+
+
+@pytest.mark.parametrize("model", ["sdxl-ip", "flux-ip"])
+def test_an_ip_adapter_job_records_the_text_part_of_the_adapter_s_attention(
+    ip_registry: ModelRegistry, model: str
+) -> None:
+    from tests.families.test_ip_adapters import reference
+
+    spec = GenerationSpec(
+        model=model,
+        prompt="a red barn",
+        seed=5,
+        steps=2,
+        guidance=3.5,
+        style_references=[reference()],
+        style_method="ip-adapter",
+        style_strength=1.0,
+    )
+    pipeline = ip_registry.pipeline(model, "cpu")
+    denoiser = pipeline.unet if model == "sdxl-ip" else pipeline.transformer
+    before = {name: type(processor) for name, processor in denoiser.attn_processors.items()}
+
+    plain = run(ip_registry, GenerationSpec(**{**spec.__dict__, "record_attention": False}), device="cpu")
+    recorded = run(ip_registry, spec, device="cpu")
+
+    assert np.array_equal(np.asarray(plain.images[0]), np.asarray(recorded.images[0]))
+    maps = recorded.attention[0]
+    assert maps is not None and maps.words == ["a", "red", "barn"]
+    assert np.all(np.isfinite(maps.maps)) and float(maps.maps.sum()) > 0
+    # The adapter is unloaded after the call and the recorder's wrappers are gone with it.
+    assert {name: type(processor) for name, processor in denoiser.attn_processors.items()} == before
