@@ -47,6 +47,8 @@ class LoraFile:
     family: str | None
     # The UNet cross-attention width its attention layers take, when it has any (None for transformers).
     cross_attention_dim: int | None
+    # "unet" or "transformer" when its keys say which kind of denoiser it patches, else None.
+    denoiser: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,27 @@ def family_of(header: dict[str, Any]) -> tuple[str | None, int | None]:
     return None, None
 
 
+# Kohya names FLUX's blocks under "lora_unet_" too, so the transformer's own block names are read first.
+_TRANSFORMER_KEY_PARTS = ("double_blocks", "single_blocks", "joint_blocks", "single_transformer_blocks")
+_TRANSFORMER_KEY_PREFIXES = ("transformer.", "lora_transformer_", "diffusion_model.")
+_UNET_KEY_PARTS = ("down_blocks", "up_blocks", "mid_block", "attn2")
+_UNET_KEY_PREFIXES = ("lora_unet_", "unet.")
+
+
+def denoiser_of(header: dict[str, Any]) -> str | None:
+    """Which kind of denoiser a LoRA's keys patch: "unet", "transformer", or None (text encoder only)."""
+    keys = [key for key in header if key != "__metadata__"]
+    transformer = any(part in key for key in keys for part in _TRANSFORMER_KEY_PARTS) or any(
+        key.startswith(_TRANSFORMER_KEY_PREFIXES) for key in keys
+    )
+    if transformer:
+        return "transformer"
+    unet = any(part in key for key in keys for part in _UNET_KEY_PARTS) or any(
+        key.startswith(_UNET_KEY_PREFIXES) for key in keys
+    )
+    return "unet" if unet else None
+
+
 def lora_folder(models_dir: Path) -> Path:
     return models_dir / LORAS_FOLDER
 
@@ -123,7 +146,16 @@ def scan(models_dir: Path) -> list[LoraFile]:
             continue  # a half-copied or foreign file is not listed; it cannot be asked for either
         family, dim = family_of(header)
         name = path.relative_to(folder).with_suffix("").as_posix()
-        found.append(LoraFile(name=name, path=path, size=path.stat().st_size, family=family, cross_attention_dim=dim))
+        found.append(
+            LoraFile(
+                name=name,
+                path=path,
+                size=path.stat().st_size,
+                family=family,
+                cross_attention_dim=dim,
+                denoiser=denoiser_of(header),
+            )
+        )
     return found
 
 
@@ -142,10 +174,15 @@ def model_cross_attention_dim(model_path: Path) -> int | None:
     return int(dim) if isinstance(dim, int) else None
 
 
-def mismatch(lora: LoraFile, *, family: str, family_label: str, model_dim: int | None) -> str | None:
-    """Why ``lora`` does not fit a model of ``family`` (with that cross-attention width), or None."""
+def mismatch(
+    lora: LoraFile, *, family: str, family_label: str, model_dim: int | None, denoiser: str | None = None
+) -> str | None:
+    """Why ``lora`` does not fit a model of ``family`` (with that cross-attention width and denoiser), or None."""
     if lora.family is not None and lora.family != family:
         return f"LoRA {lora.name!r} is for the {lora.family} family; this model is {family_label}"
+    # A LoRA of no known family still says by its keys whether it patches a UNet or a transformer.
+    if lora.denoiser is not None and denoiser is not None and lora.denoiser != denoiser:
+        return f"LoRA {lora.name!r} patches a {lora.denoiser} model; this model ({family_label}) has a {denoiser}"
     if lora.cross_attention_dim is not None and model_dim is not None and lora.cross_attention_dim != model_dim:
         return (
             f"LoRA {lora.name!r} was trained for a cross-attention width of {lora.cross_attention_dim}; "

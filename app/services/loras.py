@@ -37,7 +37,13 @@ def checked(asked: list[LoraWeight], *, model: ModelSpec, models_dir: Path) -> l
         if lora is None:
             names = ", ".join(sorted(available)) or "none installed"
             raise InvalidInput(f"unknown LoRA {use.name!r}; available LoRAs: {names}")
-        why = lora_files.mismatch(lora, family=model.family.name, family_label=model.family.label, model_dim=model_dim)
+        why = lora_files.mismatch(
+            lora,
+            family=model.family.name,
+            family_label=model.family.label,
+            model_dim=model_dim,
+            denoiser=model.family.denoiser,
+        )
         if why is not None:
             raise InvalidInput(f"{why} (model {model.name!r})")
         recorded.append(use.model_copy(update={"hash": lora_files.short_hash(lora)}))

@@ -147,6 +147,23 @@ def test_mismatch_names_the_family_or_the_width() -> None:
     assert "sdxl" in (loras.mismatch(sdxl, family="sd1", family_label="SD 1.x", model_dim=768) or "")
     assert "384" in (loras.mismatch(tiny, family="sd1", family_label="SD 1.x", model_dim=384) or "")
     assert loras.mismatch(tiny, family="sd1", family_label="SD 1.x", model_dim=32) is None
+    unet_patch = loras.LoraFile("u", Path("u"), 1, None, 32, denoiser="unet")
+    why = loras.mismatch(unet_patch, family="flux", family_label="FLUX.1", model_dim=None, denoiser="transformer")
+    assert "patches a unet model" in (why or "")
+
+
+def test_the_denoiser_a_lora_patches_is_told_from_its_keys(tmp_path: Path) -> None:
+    layouts = {
+        "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": "unet",
+        "unet.up_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": "unet",
+        # kohya names FLUX's blocks under lora_unet_ as well
+        "lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": "transformer",
+        "transformer.transformer_blocks.0.attn.to_q.lora_A.weight": "transformer",
+        "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": None,
+    }
+    for index, (key, expected) in enumerate(layouts.items()):
+        path = write_header_only(tmp_path / f"{index}.safetensors", {key: [4, 8]})
+        assert loras.denoiser_of(loras.read_header(path)) == expected, key
 
 
 def test_a_truncated_file_is_not_listed(tmp_path: Path) -> None:

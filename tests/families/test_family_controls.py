@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.families.builders import FLUX, FLUX2, QWEN, SD1, SD3, SDXL, ZIMAGE
 from tests.families.test_families_api import wait
+from tests.tiny_lora import write_header_only
 
 
 def test_models_say_which_take_weighted_and_regional_prompts(family_client: TestClient) -> None:
@@ -40,3 +43,20 @@ def test_sdxl_paints_regions_through_the_api(family_client: TestClient) -> None:
     generation = wait(family_client, response.json()["id"])
     assert generation["status"] == "succeeded", generation
     assert generation["regions"] == [region]
+
+
+@pytest.mark.parametrize("model", [SD3, FLUX])
+def test_a_unet_lora_of_no_known_family_is_refused_on_a_transformer_model(
+    family_client: TestClient, family_models_dir: Path, model: str
+) -> None:
+    # A tiny UNet LoRA's width names no family; its keys still say it patches a UNet, which these models lack.
+    write_header_only(
+        family_models_dir / "loras" / "unet-only.safetensors",
+        {"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight": [4, 32]},
+    )
+    response = family_client.post(
+        "/api/generate/prompt",
+        json={"prompt": "a harbour", "model": model, "loras": [{"name": "unet-only", "weight": 1}]},
+    )
+    assert response.status_code == 422, response.text
+    assert "patches a unet model" in response.text
