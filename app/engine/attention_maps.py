@@ -121,16 +121,20 @@ class _Recorder:
         return slice(batch // 2, batch) if self.half == "second" else slice(0, batch // 2)
 
     def forward_starts(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """A forward pre-hook on the transformer: tells the prompt's passes by their text embeddings."""
+        """A forward pre-hook on the transformer: tells the prompt's passes by their text embeddings.
+
+        The whole embeddings are compared: a chat template's tokens come first, and a causal text
+        encoder gives the prompt and the negative prompt the same embeddings there.
+        """
         import torch
 
         context = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
         if context is None:
             return
-        sample = context[:, :8, :8]
         if self.first_context is None:
-            self.first_context = sample.clone()
-        self.positive_pass = sample.shape == self.first_context.shape and bool(torch.equal(sample, self.first_context))
+            self.first_context = context.detach().clone()
+        first = self.first_context
+        self.positive_pass = context.shape == first.shape and bool(torch.equal(context, first))
 
     def sequence_starts(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """A forward pre-hook on Z-Image's transformer: where each item's image and caption tokens lie."""

@@ -234,17 +234,43 @@ def test_a_chat_template_family_finds_each_word_at_its_own_tokens(joint_registry
         assert tokenizer.decode(tokens).strip() == word
 
 
+@pytest.mark.parametrize("model", ["fam-qwenimage", "fam-zimage"])
+def test_a_batch_of_prompts_of_different_lengths_maps_each_image_as_alone(
+    joint_registry: ModelRegistry, model: str
+) -> None:
+    """Qwen-Image masks a batch's text padding; Z-Image pads each item's caption in its own sequence."""
+    from app.engine.batching import run_batch
+
+    specs = [
+        GenerationSpec(model=model, prompt="a red boat", seed=1, steps=2, guidance=3.0),
+        GenerationSpec(model=model, prompt="a yellow sun over the green hills", seed=2, steps=2, guidance=3.0),
+    ]
+
+    batched = run_batch(joint_registry, specs, device="cpu")
+
+    for spec, result in zip(specs, batched, strict=True):
+        alone = run(joint_registry, spec, device="cpu").attention[0]
+        together = result.attention[0] if result is not None else None
+        assert alone is not None and together is not None
+        assert together.words == alone.words
+        assert np.allclose(together.maps, alone.maps, atol=1e-6)
+
+
 def test_only_the_prompt_s_passes_of_a_transformer_are_recorded() -> None:
-    """FLUX's true CFG runs the negative prompt as a second pass: its text embeddings differ from the first's."""
-    recorder = attention_maps._Recorder(width=64, height=64, guided=lambda: False)
-    prompt, negative = torch.zeros(1, 8, 8), torch.ones(1, 8, 8)
+    """True CFG (FLUX.1, FLUX.2 [klein], Qwen-Image) runs the negative prompt as a second pass: its text
+    embeddings differ from the first's, though a chat template's tokens before the prompt embed alike."""
+    recorder = attention_maps._Recorder(width=64, height=64, guided=lambda: False, half=None)
+    template = torch.ones(1, 12, 8)
+    prompt = torch.cat([template, torch.zeros(1, 6, 8)], dim=1)
+    negative = torch.cat([template, torch.full((1, 6, 8), 2.0)], dim=1)
+    shorter = torch.cat([template, torch.zeros(1, 3, 8)], dim=1)
 
     passes = []
-    for context in (prompt, negative, prompt, negative):
+    for context in (prompt, negative, prompt, negative, shorter):
         recorder.forward_starts(None, (), {"encoder_hidden_states": context})
         passes.append(recorder.positive_pass)
 
-    assert passes == [True, False, True, False]
+    assert passes == [True, False, True, False, False]
 
 
 def test_a_denoiser_compiled_by_the_fast_path_is_not_wrapped(tiny_registry: ModelRegistry) -> None:
