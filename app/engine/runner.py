@@ -118,7 +118,7 @@ class GenerationSpec:
     # ControlNet guides: images, their pre-processors, ControlNets, weights and spans (see app.engine.control_pipelines)
     control: list[ControlGuide] = field(default_factory=list)
     preview_every: int = 5
-    # where each word of the prompt landed: cross-attention maps recorded during the call (UNets, SD3, FLUX.1)
+    # where each word of the prompt landed: cross-attention maps recorded during the call (every family)
     record_attention: bool = True
 
 
