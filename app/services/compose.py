@@ -35,6 +35,11 @@ def new_generation(request: ParameterFields, *, mode: Mode, catalog: ModelCatalo
                 f"{side} must be a multiple of {spec.size_step} for {spec.name!r} ({spec.family.label}) (got {value})"
             )
     given = request.model_dump(include=set(Parameters.names()) - {"strength"})
+    # A request that names no schedule gets the model folder's own (steps only with its scheduler).
+    if spec.default_scheduler is not None and "scheduler" not in request.model_fields_set:
+        given["scheduler"] = spec.default_scheduler
+        if spec.default_steps is not None and "steps" not in request.model_fields_set:
+            given["steps"] = spec.default_steps
     asked_loras = loras.checked(request.loras, model=spec, models_dir=catalog.models_dir)
     if request.regions:
         if mode != Mode.TXT2IMG:
