@@ -106,10 +106,10 @@ def main() -> None:
                 )
                 bare.append(bare_call(pipeline, steps=args.steps, seed=round_, scheduler=args.scheduler))
     studio_median, bare_median = statistics.median(studio), statistics.median(bare)
-    client_says = "event stream" if poll_ms is None else f"polling every {poll_ms:g} ms"
+    client_says = "on the event stream" if poll_ms is None else f"polling every {poll_ms:g} ms"
     print(
         f"studio-tiny 64x64, {args.steps} steps, {args.scheduler}, {args.threads} torch threads, "
-        f"{args.rounds} rounds, client on the {client_says}; load average {load_before:.1f} before, "
+        f"{args.rounds} rounds, client {client_says}; load average {load_before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores"
     )
     print(f"studio job (submit to PNG fetched): median {studio_median:.3f} s  (min {min(studio):.3f})")
