@@ -6,14 +6,15 @@ an IP-Adapter...). The wrapper calls that processor for the layer's output, unto
 low-resolution layers (a grid of at most ``MAX_QUERIES`` latent pixels: 32x32 or coarser) it also
 computes the attention probabilities ``softmax(QK^T / sqrt(d))`` of the conditional half of the
 classifier-free-guidance batch, averaged over heads and summed per resolution over layers and
-steps. After the call the processors are restored and the sums become one map per image and
-text token (coarser grids upsampled to the finest recorded one), then one map per word of the
-prompt (app.engine.attention_words). Under regional prompts the text sequence is
-``[base | regions...]``: the words are the base prompt's, read from the probabilities before the
-regions' mask. Of a weighted prompt the words are its text without the syntax (compel lays their
-tokens where the plain text's would be). Under an IP-Adapter the wrapped processor is the
-adapter's (the recorder is entered after the adapter is loaded), and what is recorded is the text
-part of its attention: the image prompt's tokens are attended separately and are no word.
+steps (at every other denoising step: ``UNET_STEP_STRIDE``). After the call the processors are
+restored and the sums become one map per image and text token (coarser grids upsampled to the
+finest recorded one), then one map per word of the prompt (app.engine.attention_words). Under
+regional prompts the text sequence is ``[base | regions...]``: the words are the base prompt's,
+read from the probabilities before the regions' mask. Of a weighted prompt the words are its text
+without the syntax (compel lays their tokens where the plain text's would be). Under an IP-Adapter
+the wrapped processor is the adapter's (the recorder is entered after the adapter is loaded), and
+what is recorded is the text part of its attention: the image prompt's tokens are attended
+separately and are no word.
 
 The transformer families paint with joint attention: image and text tokens attend to each other
 in one sequence. What is recorded there is the image tokens' queries against the text tokens'
@@ -59,6 +60,10 @@ __all__ = ["Recording", "WordMaps", "plain_text", "recording", "unavailable_reas
 logger = logging.getLogger(__name__)
 # Layers whose grid has at most this many latent pixels are recorded (32x32 or coarser).
 MAX_QUERIES = 32 * 32
+# A UNet's maps are read at one denoising step in this many (the first, third, ...): the layout
+# the words land on changes little from one step to the next, and each read step costs a query
+# and key projection and a softmax per recorded layer.
+UNET_STEP_STRIDE = 2
 
 # Transformer families whose joint attention is recorded, and how a layer's queries and keys are read.
 JOINT_READERS = {
@@ -113,6 +118,27 @@ class _Recorder:
         self.positive_pass = True
         # Z-Image: per item of the batch, (image tokens, image tokens padded, caption tokens).
         self.layout: list[tuple[int, int, int]] | None = None
+        # Whether this denoising step is read (a UNet's are read one in UNET_STEP_STRIDE).
+        self.active = True
+        self.steps = 0
+        self.last_timestep: Any = None
+
+    def unet_starts(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A forward pre-hook on the UNet: counts denoising steps by their timestep, reads one in UNET_STEP_STRIDE.
+
+        The timestep, not the forward call, is counted, so that a step calling the UNet more than
+        once (for each half of the guidance apart) is read or skipped as a whole.
+        """
+        timestep: Any = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+        try:
+            value = float(timestep.flatten()[0]) if hasattr(timestep, "flatten") else float(timestep)
+        except (TypeError, ValueError, IndexError):
+            self.active = True  # a step it cannot tell: read it
+            return
+        if value != self.last_timestep:
+            self.last_timestep = value
+            self.active = self.steps % UNET_STEP_STRIDE == 0
+            self.steps += 1
 
     def _rows(self, batch: int) -> slice:
         """The conditional images of a batch: its second half (UNets, SD3) or first (Z-Image) when guided."""
@@ -268,6 +294,10 @@ def _named(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str
     return named
 
 
+# A processor class's call signature (read once per class: inspect.signature is slow on every call).
+_SIGNATURES: dict[type, inspect.Signature] = {}
+
+
 def _recording_processor(inner: Any, recorder: _Recorder, *, joint_layer: int | None = None) -> Any:
     """A processor calling ``inner`` for the output and showing the recorder its inputs.
 
@@ -275,14 +305,17 @@ def _recording_processor(inner: Any, recorder: _Recorder, *, joint_layer: int | 
     processor's signature to decide which ``cross_attention_kwargs`` to pass, and must pass
     ``inner`` the same ones as before.
     """
-    signature = inspect.signature(inner.__call__)
+    signature = _SIGNATURES.get(type(inner))
+    if signature is None:
+        signature = _SIGNATURES[type(inner)] = inspect.signature(inner.__call__)
 
     def call(self: Any, attn: Any, hidden_states: Any, *args: Any, **kwargs: Any) -> Any:
         output = inner(attn, hidden_states, *args, **kwargs)
-        if recorder.failed:
+        if recorder.failed or not recorder.active:
             return output
         try:
-            arguments = _named(signature, (attn, hidden_states, *args), kwargs)
+            # Attention.forward passes all but the first two by name: binding them is only needed otherwise.
+            arguments = kwargs if not args else _named(signature, (attn, hidden_states, *args), kwargs)
             if joint_layer is None:
                 recorder.observe(attn, hidden_states, arguments)
             else:
@@ -391,38 +424,47 @@ def recording(pipeline: Any, *, width: int, height: int, enabled: bool = True) -
     def guided() -> bool:
         return bool(getattr(pipeline, "do_classifier_free_guidance", False))
 
-    model = unet if unet is not None else pipeline.transformer
-    before = _processors(model)
-    wrapped = dict(before)
-    hook = None
     if unet is not None:
         recorder = _Recorder(width=width, height=height, guided=guided)
-        for name, existing in before.items():
-            if name.endswith("attn2.processor"):
-                wrapped[name] = _recording_processor(existing, recorder)
+        # Only the cross-attention layers are swapped, module by module: setting all of the UNet's
+        # processors (set_attn_processor) before and after every call cost more than the reading.
+        layers = [module for name, module in unet.named_modules() if name.endswith("attn2")]
+        layers = [module for module in layers if hasattr(module, "set_processor")]
+        originals = [module.processor for module in layers]
+        for module, existing in zip(layers, originals, strict=True):
+            module.set_processor(_recording_processor(existing, recorder))
+        steps = unet.register_forward_pre_hook(recorder.unet_starts, with_kwargs=True)
+        try:
+            yield result
+        finally:
+            for module, existing in zip(layers, originals, strict=True):
+                module.set_processor(existing)
+            steps.remove()
+        result.token_maps = recorder.token_maps()
+        return
+
+    model = pipeline.transformer
+    before = _processors(model)
+    wrapped = dict(before)
+    assert family is not None and reader is not None
+    image_tokens = None
+    if family.name == "flux2":
+        step = int(getattr(pipeline, "vae_scale_factor", 8)) * 2
+        image_tokens = (height // step) * (width // step)
+    half = GUIDED_HALF.get(family.name)
+    recorder = _Recorder(width=width, height=height, guided=guided, half=half, reader=reader, image_tokens=image_tokens)
+    if family.name in JOINT_TOKENIZERS:
+        result.tokenizer = getattr(pipeline, JOINT_TOKENIZERS[family.name], None)
     else:
-        assert family is not None and reader is not None
-        image_tokens = None
-        if family.name == "flux2":
-            step = int(getattr(pipeline, "vae_scale_factor", 8)) * 2
-            image_tokens = (height // step) * (width // step)
-        half = GUIDED_HALF.get(family.name)
-        recorder = _Recorder(
-            width=width, height=height, guided=guided, half=half, reader=reader, image_tokens=image_tokens
-        )
-        if family.name in JOINT_TOKENIZERS:
-            result.tokenizer = getattr(pipeline, JOINT_TOKENIZERS[family.name], None)
-        else:
-            result.tokenizer = text_reader(pipeline, family.name)
-        for layer, name in enumerate(_joint_layers(model, reader, before)):
-            wrapped[name] = _recording_processor(before[name], recorder, joint_layer=layer)
-        starts = recorder.sequence_starts if reader == "zimage" else recorder.forward_starts
-        hook = model.register_forward_pre_hook(starts, with_kwargs=True)
+        result.tokenizer = text_reader(pipeline, family.name)
+    for layer, name in enumerate(_joint_layers(model, reader, before)):
+        wrapped[name] = _recording_processor(before[name], recorder, joint_layer=layer)
+    starts = recorder.sequence_starts if reader == "zimage" else recorder.forward_starts
+    hook = model.register_forward_pre_hook(starts, with_kwargs=True)
     _install(model, wrapped)
     try:
         yield result
     finally:
         _install(model, before)
-        if hook is not None:
-            hook.remove()
+        hook.remove()
     result.token_maps = recorder.token_maps()

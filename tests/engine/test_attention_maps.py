@@ -273,6 +273,37 @@ def test_only_the_prompt_s_passes_of_a_transformer_are_recorded() -> None:
     assert passes == [True, False, True, False, False]
 
 
+def test_a_unet_s_maps_are_read_at_every_other_step_each_step_whole() -> None:
+    """A step is told by its timestep: one calling the UNet twice is read or left out as a whole."""
+    recorder = attention_maps._Recorder(width=64, height=64, guided=lambda: True)
+    read = []
+    for timestep in (999, 999, 749, 499, 499, 249, 0):
+        recorder.unet_starts(None, (torch.zeros(1), torch.tensor(timestep)), {})
+        read.append(recorder.active)
+
+    assert read == [True, True, False, True, True, False, True]
+
+
+def test_a_four_step_painting_reads_the_cross_attention_at_two_steps(
+    tiny_registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    observed: list[int] = []
+    observe = attention_maps._Recorder.observe
+
+    def counted(self: attention_maps._Recorder, *args: object) -> None:
+        observed.append(self.steps)
+        observe(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(attention_maps._Recorder, "observe", counted)
+    spec = GenerationSpec(model=TINY, prompt="a red boat", seed=3, steps=4, scheduler="euler")
+    recorded = run(tiny_registry, spec, device="cpu")
+
+    layers = sum(name.endswith("attn2.processor") for name in _processors(tiny_registry, TINY))
+    assert sorted(set(observed)) == [1, 3]  # the first and the third step (counted from 1)
+    assert len(observed) == 2 * layers
+    assert recorded.attention[0] is not None
+
+
 def test_a_denoiser_compiled_by_the_fast_path_is_not_wrapped(tiny_registry: ModelRegistry) -> None:
     pipeline = tiny_registry.pipeline(TINY, "cpu")
     before = dict(pipeline.unet.attn_processors)
