@@ -33,7 +33,7 @@ from app.engine.registry import ModelRegistry  # noqa: E402
 from app.engine.runner import GenerationSpec, run  # noqa: E402
 
 PROMPT = "a red boat on the left at sunset"
-DEFAULT_SETTINGS = "1t,2t,1t-cl,2t-cl,1t-10s-euler,2t-10s-euler"
+DEFAULT_SETTINGS = "1t,2t,1t-cl,2t-cl,1t-10s-euler,2t-10s-euler,1t-8s-euler,2t-8s-euler"
 
 
 @dataclass(frozen=True)
