@@ -31,14 +31,11 @@ from app.services.batching import claim_companions
 from app.workers.jobs import (
     JobContext,
     _current_status,
-    _describe,
-    _discard,
-    _output_pngs,
     _progress_publisher,
-    _record,
-    _restore_missing,
-    _store_outputs,
     execute,
+    fail_job,
+    keep_outputs,
+    release_job,
 )
 from app.workers.specs import spec_for
 
@@ -139,7 +136,7 @@ def execute_batch(
             members.append(_Member(id=job_id, generation=generation, spec=spec))
         except Exception as error:
             logger.exception("generation %s failed", job_id)
-            outcomes[job_id] = _fail(context, job_id, worker=worker, error=error)
+            outcomes[job_id] = fail_job(context, job_id, worker=worker, error=error)
 
     with _Heartbeats(context, [member.id for member in members], worker) as beats:
         for group in groups([member.spec for member in members]):
@@ -188,7 +185,7 @@ def _paint(
         if stopping():
             # Stopped by shutdown, not by the artists or a sweeper: hand every job back.
             for member in members:
-                _release(context, member.id, worker=worker)
+                release_job(context, member.id, worker=worker)
         return {member.id: _current_status(context, member.id) for member in members}
     except Exception as error:
         if len(members) > 1:
@@ -199,7 +196,7 @@ def _paint(
                 outcomes.update(_paint(context, [member], beats, worker=worker, device=device, stopping=stopping))
             return outcomes
         logger.exception("generation %s failed", members[0].id)
-        return {members[0].id: _fail(context, members[0].id, worker=worker, error=error)}
+        return {members[0].id: fail_job(context, members[0].id, worker=worker, error=error)}
 
     outcomes = {}
     for member, result in zip(members, results, strict=True):
@@ -214,39 +211,11 @@ def _paint(
 
 def _keep(context: JobContext, member: _Member, result: GenerationResult, *, worker: str) -> Status | None:
     """Stores a member's outputs and completes its row, as ``jobs.execute`` does for a job alone."""
-    job_id = member.id
     try:
-        pngs = _output_pngs(context, member.generation, result)
-        outputs = _store_outputs(context, result, pngs)
+        return keep_outputs(context, member.generation, result, worker=worker)
     except Exception as error:
-        logger.exception("generation %s failed", job_id)
-        return _fail(context, job_id, worker=worker, error=error)
-    kept = _record(
-        context,
-        job_id,
-        "outputs",
-        lambda session: queue.complete(session, generation_id=job_id, worker=worker, outputs=outputs),
-    )
-    if kept:
-        _restore_missing(context, member.generation, pngs, outputs, result)
-        return Status.SUCCEEDED
-    _discard(context, job_id, outputs)
-    return _current_status(context, job_id)
-
-
-def _fail(context: JobContext, job_id: int, *, worker: str, error: Exception) -> Status | None:
-    message = _describe(error)
-    _record(
-        context,
-        job_id,
-        "failure",
-        lambda session: queue.fail(session, generation_id=job_id, worker=worker, error=message),
-    )
-    return _current_status(context, job_id)
-
-
-def _release(context: JobContext, job_id: int, *, worker: str) -> None:
-    _record(context, job_id, "release", lambda session: queue.release(session, generation_id=job_id, worker=worker))
+        logger.exception("generation %s failed", member.id)
+        return fail_job(context, member.id, worker=worker, error=error)
 
 
 class _Heartbeats:

@@ -178,46 +178,67 @@ def execute(
             # The last step finished as the cancel landed: the job is not ours to record.
             status = _current_status(context, generation_id)
         else:
-            pngs = _output_pngs(context, generation, result)
-            outputs = _store_outputs(context, result, pngs)
-            # The files are written; a database that fails now must not fail the painting, so the
-            # rows are retried like any other outcome (complete() is guarded, so a retry after a
-            # commit that did go through finds the job final and writes nothing).
-            kept = _record(
-                context,
-                generation_id,
-                "outputs",
-                lambda session: queue.complete(session, generation_id=generation_id, worker=worker, outputs=outputs),
-            )
-            if kept:
-                _restore_missing(context, generation, pngs, outputs, result)
-                status = Status.SUCCEEDED
-            else:
-                _discard(context, generation_id, outputs)
-                status = _current_status(context, generation_id)
+            status = keep_outputs(context, generation, result, worker=worker)
     except Cancelled:
         if stopping():
             # Cancelled by shutdown, not by the artist or a sweeper: hand the job back.
-            _record(
-                context,
-                generation_id,
-                "release",
-                lambda session: queue.release(session, generation_id=generation_id, worker=worker),
-            )
+            release_job(context, generation_id, worker=worker)
         status = _current_status(context, generation_id)
     except Exception as error:  # the job fails, the worker lives on
         logger.exception("generation %s failed", generation_id)
-        message = _describe(error)
-        _record(
-            context,
-            generation_id,
-            "failure",
-            lambda session: queue.fail(session, generation_id=generation_id, worker=worker, error=message),
-        )
-        status = _current_status(context, generation_id)
+        status = fail_job(context, generation_id, worker=worker, error=error)
     if status is not None:
         bus.publish(generation_id, "status", {"status": status.value})
     return status
+
+
+def keep_outputs(
+    context: JobContext, generation: Generation, result: GenerationResult, *, worker: str
+) -> Status | None:
+    """Writes a job's PNGs (and attention maps), then completes its row; the status as recorded.
+
+    Files are written before the row commits, so a row never points at a missing file. A row that
+    is no longer ours (cancelled as the last step ended) gets nothing, and the files are removed.
+    """
+    generation_id = generation.id
+    pngs = _output_pngs(context, generation, result)
+    outputs = _store_outputs(context, result, pngs)
+    # The files are written; a database that fails now must not fail the painting, so the
+    # rows are retried like any other outcome (complete() is guarded, so a retry after a
+    # commit that did go through finds the job final and writes nothing).
+    kept = _record(
+        context,
+        generation_id,
+        "outputs",
+        lambda session: queue.complete(session, generation_id=generation_id, worker=worker, outputs=outputs),
+    )
+    if kept:
+        _restore_missing(context, generation, pngs, outputs, result)
+        return Status.SUCCEEDED
+    _discard(context, generation_id, outputs)
+    return _current_status(context, generation_id)
+
+
+def fail_job(context: JobContext, generation_id: int, *, worker: str, error: Exception) -> Status | None:
+    """Records the job as failed with the error in words; the status as recorded."""
+    message = _describe(error)
+    _record(
+        context,
+        generation_id,
+        "failure",
+        lambda session: queue.fail(session, generation_id=generation_id, worker=worker, error=message),
+    )
+    return _current_status(context, generation_id)
+
+
+def release_job(context: JobContext, generation_id: int, *, worker: str) -> None:
+    """Hands a job this worker stopped (shutting down) back to the queue."""
+    _record(
+        context,
+        generation_id,
+        "release",
+        lambda session: queue.release(session, generation_id=generation_id, worker=worker),
+    )
 
 
 RECORD_ATTEMPTS = 3
