@@ -133,19 +133,9 @@ def lora_folder(models_dir: Path) -> Path:
 
 def scan(models_dir: Path) -> list[LoraFile]:
     """Every readable LoRA under ``models_dir/loras`` (subfolders too), sorted by name."""
-    folder = lora_folder(models_dir)
-    if not folder.is_dir():
-        return []
     found: list[LoraFile] = []
-    for path in sorted(folder.rglob("*.safetensors")):
-        if not path.is_file():
-            continue
-        try:
-            header = read_header(path)
-        except (OSError, UnreadableLora):
-            continue  # a half-copied or foreign file is not listed; it cannot be asked for either
+    for name, path, header in safetensors_header.readable_files(lora_folder(models_dir)):
         family, dim = family_of(header)
-        name = path.relative_to(folder).with_suffix("").as_posix()
         found.append(
             LoraFile(
                 name=name,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,3 +41,21 @@ def read_header(path: Path) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise UnreadableSafetensors(f"{path.name} has an unreadable header")
     return header
+
+
+def readable_files(folder: Path) -> Iterator[tuple[str, Path, dict[str, Any]]]:
+    """(name, path, header) of every readable ``.safetensors`` file under ``folder`` (subfolders too), by name.
+
+    The name is the path under ``folder`` without the suffix. A half-copied or foreign file is
+    skipped: it is not listed, so it cannot be asked for either.
+    """
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*.safetensors")):
+        if not path.is_file():
+            continue
+        try:
+            header = read_header(path)
+        except (OSError, UnreadableSafetensors):
+            continue
+        yield path.relative_to(folder).with_suffix("").as_posix(), path, header

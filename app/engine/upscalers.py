@@ -103,19 +103,9 @@ def describe(header: dict[str, Any]) -> tuple[str | None, int | None]:
 
 def scan(models_dir: Path) -> list[UpscalerFile]:
     """Every readable ``.safetensors`` upscaler under ``models_dir/upscalers`` (subfolders too), sorted by name."""
-    folder = upscaler_folder(models_dir)
-    if not folder.is_dir():
-        return []
     found: list[UpscalerFile] = []
-    for path in sorted(folder.rglob("*.safetensors")):
-        if not path.is_file():
-            continue
-        try:
-            header = safetensors_header.read_header(path)
-        except (OSError, safetensors_header.UnreadableSafetensors):
-            continue  # a half-copied or foreign file is not listed; it cannot be asked for either
+    for name, path, header in safetensors_header.readable_files(upscaler_folder(models_dir)):
         architecture, scale = describe(header)
-        name = path.relative_to(folder).with_suffix("").as_posix()
         found.append(
             UpscalerFile(name=name, path=path, size=path.stat().st_size, architecture=architecture, scale=scale)
         )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from app.engine.safetensors_header import MAX_HEADER_BYTES, UnreadableSafetensors, read_header
+from app.engine.safetensors_header import MAX_HEADER_BYTES, UnreadableSafetensors, read_header, readable_files
 
 
 def test_the_header_names_each_tensor_with_its_shape_and_the_metadata(tmp_path: Path) -> None:
@@ -35,3 +35,15 @@ def test_a_file_that_is_not_safetensors_is_refused_saying_why(tmp_path: Path, co
     path.write_bytes(content)
     with pytest.raises(UnreadableSafetensors, match=reason):
         read_header(path)
+
+
+def test_readable_files_are_named_by_their_path_and_broken_ones_left_out(tmp_path: Path) -> None:
+    folder = tmp_path / "loras"
+    (folder / "styles").mkdir(parents=True)
+    save_file({"b": np.zeros(2, dtype=np.float32)}, str(folder / "styles" / "ink.safetensors"))
+    save_file({"a": np.zeros(2, dtype=np.float32)}, str(folder / "base.safetensors"))
+    (folder / "half-copied.safetensors").write_bytes(b"\x10\x00")
+    (folder / "notes.txt").write_text("not weights")
+    found = [(name, sorted(header)) for name, _path, header in readable_files(folder)]
+    assert found == [("base", ["a"]), ("styles/ink", ["b"])]
+    assert list(readable_files(tmp_path / "missing")) == []
