@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from app.db.models import Generation, Status
 from app.engine.batching import groups, run_batch
 from app.engine.runner import Cancelled, GenerationResult, GenerationSpec, run
-from app.services import queue
 from app.services.batching import claim_companions
 from app.workers.jobs import (
+    Heartbeats,
     JobContext,
     _current_status,
     _progress_publisher,
@@ -138,7 +138,7 @@ def execute_batch(
             logger.exception("generation %s failed", job_id)
             outcomes[job_id] = fail_job(context, job_id, worker=worker, error=error)
 
-    with _Heartbeats(context, [member.id for member in members], worker) as beats:
+    with Heartbeats(context, [member.id for member in members], worker) as beats:
         for group in groups([member.spec for member in members]):
             painted = [members[index] for index in group]
             outcomes.update(_paint(context, painted, beats, worker=worker, device=device, stopping=stopping))
@@ -153,7 +153,7 @@ def execute_batch(
 def _paint(
     context: JobContext,
     members: list[_Member],
-    beats: _Heartbeats,
+    beats: Heartbeats,
     *,
     worker: str,
     device: str,
@@ -216,60 +216,3 @@ def _keep(context: JobContext, member: _Member, result: GenerationResult, *, wor
     except Exception as error:
         logger.exception("generation %s failed", member.id)
         return fail_job(context, member.id, worker=worker, error=error)
-
-
-class _Heartbeats:
-    """Refreshes every member's heartbeat on one thread while the batch paints.
-
-    A member whose row is no longer ours (cancelled, or requeued by a sweeper) is marked lost:
-    its step callback then says stop, and it leaves the batch. A member whose outcome is recorded
-    is no longer beaten. The members' sets are shared with the painting thread under a lock.
-    """
-
-    def __init__(self, context: JobContext, job_ids: list[int], worker: str) -> None:
-        self._context = context
-        self._worker = worker
-        self._beating = set(job_ids)
-        self._lost: set[int] = set()
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._thread = threading.Thread(
-            target=self._beat, name=f"heartbeat-batch-{min(job_ids, default=0)}", daemon=True
-        )
-
-    def __enter__(self) -> _Heartbeats:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def lost(self, job_id: int) -> bool:
-        with self._lock:
-            return job_id in self._lost
-
-    def finished(self, job_id: int) -> None:
-        with self._lock:
-            self._beating.discard(job_id)
-
-    def _beat(self) -> None:
-        while not self._done.wait(self._context.heartbeat_seconds):
-            with self._lock:
-                beating = sorted(self._beating)
-            if not beating:
-                continue
-            try:
-                with self._context.session_factory() as session:
-                    gone = [
-                        job_id
-                        for job_id in beating
-                        if not queue.heartbeat(session, generation_id=job_id, worker=self._worker)
-                    ]
-            except Exception:  # a transient database error must not kill the batch
-                logger.exception("heartbeat failed for generations %s", beating)
-                continue
-            with self._lock:
-                # A member recorded meanwhile is finished, not lost (its row is final, not ours).
-                self._lost.update(job_id for job_id in gone if job_id in self._beating)
-                self._beating.difference_update(gone)

@@ -107,23 +107,28 @@ class _PreviewPacer:
         self._due = now + max(self._seconds, (now - started) / PREVIEW_BUDGET)
 
 
-class _Heartbeat:
-    """Refreshes the row's heartbeat on its own thread while the engine runs.
+class Heartbeats:
+    """Refreshes the heartbeat of every job being painted (one, or a batch's members) on one thread.
 
     The engine may sit in one long step (or in loading a model) for a while; a separate thread
-    keeps the heartbeat fresh meanwhile. When the row is no longer ours (cancelled, or requeued
-    by a sweeper), ``stop_requested`` is set and the next step end stops the engine.
+    keeps the heartbeats fresh meanwhile. A job whose row is no longer ours (cancelled, or
+    requeued by a sweeper) is marked lost: its step callback then says stop, and it leaves the
+    call. A job whose outcome is recorded is no longer beaten. The sets are shared with the
+    painting thread under a lock.
     """
 
-    def __init__(self, context: JobContext, generation_id: int, worker: str) -> None:
+    def __init__(self, context: JobContext, job_ids: list[int], worker: str) -> None:
         self._context = context
-        self._generation_id = generation_id
         self._worker = worker
+        self._beating = set(job_ids)
+        self._lost: set[int] = set()
+        self._lock = threading.Lock()
         self._done = threading.Event()
-        self.stop_requested = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{generation_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._beat, name=f"heartbeat-batch-{min(job_ids, default=0)}", daemon=True
+        )
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> Heartbeats:
         self._thread.start()
         return self
 
@@ -131,17 +136,34 @@ class _Heartbeat:
         self._done.set()
         self._thread.join()
 
+    def lost(self, job_id: int) -> bool:
+        with self._lock:
+            return job_id in self._lost
+
+    def finished(self, job_id: int) -> None:
+        with self._lock:
+            self._beating.discard(job_id)
+
     def _beat(self) -> None:
         while not self._done.wait(self._context.heartbeat_seconds):
+            with self._lock:
+                beating = sorted(self._beating)
+            if not beating:
+                continue
             try:
                 with self._context.session_factory() as session:
-                    alive = queue.heartbeat(session, generation_id=self._generation_id, worker=self._worker)
-            except Exception:  # a transient database error must not kill the job
-                logger.exception("heartbeat failed for generation %s", self._generation_id)
+                    gone = [
+                        job_id
+                        for job_id in beating
+                        if not queue.heartbeat(session, generation_id=job_id, worker=self._worker)
+                    ]
+            except Exception:  # a transient database error must not kill the batch
+                logger.exception("heartbeat failed for generations %s", beating)
                 continue
-            if not alive:
-                self.stop_requested.set()
-                return
+            with self._lock:
+                # A member recorded meanwhile is finished, not lost (its row is final, not ours).
+                self._lost.update(job_id for job_id in gone if job_id in self._beating)
+                self._beating.difference_update(gone)
 
 
 def execute(
@@ -164,11 +186,11 @@ def execute(
             spec = spec_for(generation, session, context.store)
             session.expunge(generation)
 
-        with _Heartbeat(context, generation_id, worker) as heartbeat:
+        with Heartbeats(context, [generation_id], worker) as heartbeats:
             # Cancelled: the route's final status on the bus (heard at the next step, from any
             # process) or the heartbeat finding the row no longer ours.
             def taken() -> bool:
-                return heartbeat.stop_requested.is_set() or bus.ended(generation_id)
+                return heartbeats.lost(generation_id) or bus.ended(generation_id)
 
             on_step = _progress_publisher(
                 bus, generation_id, lambda: taken() or stopping(), preview_seconds=context.preview_seconds
