@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from alternation import alternated, report  # noqa: E402
 
 from app.engine.registry import ModelRegistry  # noqa: E402
 from app.engine.runner import GenerationSpec, run  # noqa: E402
@@ -54,19 +54,13 @@ def main() -> None:
         assert (result.attention[0] is not None) == record
         return result.seconds
 
-    paint(0, True)  # warm-up, both ways
-    paint(0, False)
-    timings: dict[bool, list[float]] = {True: [], False: []}
-    for round_ in range(args.rounds):
-        # Alternate which goes first, so drift in the machine's load falls on both alike.
-        for record in (True, False) if round_ % 2 == 0 else (False, True):
-            timings[record].append(paint(round_, record))
-    plain, recorded = statistics.median(timings[False]), statistics.median(timings[True])
-    print(f"without maps: {plain:.3f} s per call (median of {args.rounds}, min {min(timings[False]):.3f})")
-    print(f"with maps:    {recorded:.3f} s per call (median of {args.rounds}, min {min(timings[True]):.3f})")
-    print(
-        f"overhead ratio: {recorded / plain:.3f} (medians), {min(timings[True]) / min(timings[False]):.3f} (minimums); "
-        f"{args.size}x{args.size}, {args.steps} steps, batch {args.batch}"
+    timings = alternated(paint, args.rounds)
+    report(
+        timings,
+        without="without maps",
+        with_="with maps",
+        ratio="overhead ratio",
+        setting=f"{args.size}x{args.size}, {args.steps} steps, batch {args.batch}",
     )
 
 

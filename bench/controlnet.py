@@ -20,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from alternation import alternated, report  # noqa: E402
 from diffusers import ControlNetModel, UNet2DConditionModel  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
@@ -85,17 +86,14 @@ def main() -> None:
             )
             return run(registry, spec, device=args.device).seconds
 
-        paint(0, True)  # warm-up, both ways (the first guided call loads the ControlNet)
-        paint(0, False)
-        timings: dict[bool, list[float]] = {True: [], False: []}
-        for round_ in range(args.rounds):
-            # Alternate which goes first, so drift in the machine's load falls on both alike.
-            for guided in (True, False) if round_ % 2 == 0 else (False, True):
-                timings[guided].append(paint(round_, guided))
-    plain, guided_s = statistics.median(timings[False]), statistics.median(timings[True])
-    print(f"without a guide: {plain:.3f} s per call (median of {args.rounds})")
-    print(f"with a guide:    {guided_s:.3f} s per call (median of {args.rounds})")
-    print(f"overhead ratio: {guided_s / plain:.3f} (medians); {args.size}x{args.size}, {args.steps} steps")
+        timings = alternated(paint, args.rounds)
+    report(
+        timings,
+        without="without a guide",
+        with_="with a guide",
+        ratio="overhead ratio",
+        setting=f"{args.size}x{args.size}, {args.steps} steps",
+    )
 
     large = guide_image(512)
     for kind in ("canny", "scribble"):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from alternation import alternated, report  # noqa: E402
 
 from app.engine.regions import RegionPrompt  # noqa: E402
 from app.engine.registry import ModelRegistry  # noqa: E402
@@ -57,19 +57,13 @@ def main() -> None:
         )
         return run(registry, spec, device=args.device).seconds
 
-    paint(0, True)  # warm-up, both ways
-    paint(0, False)
-    timings: dict[bool, list[float]] = {True: [], False: []}
-    for round_ in range(args.rounds):
-        # Alternate which goes first, so drift in the machine's load falls on both alike.
-        for regional in (True, False) if round_ % 2 == 0 else (False, True):
-            timings[regional].append(paint(round_, regional))
-    plain, regional = statistics.median(timings[False]), statistics.median(timings[True])
-    print(f"no regions:  {plain:.3f} s per call (median of {args.rounds}, min {min(timings[False]):.3f})")
-    print(f"two regions: {regional:.3f} s per call (median of {args.rounds}, min {min(timings[True]):.3f})")
-    print(
-        f"ratio: {regional / plain:.3f} (medians), {min(timings[True]) / min(timings[False]):.3f} (minimums); "
-        f"{args.size}x{args.size}, {args.steps} steps"
+    timings = alternated(paint, args.rounds)
+    report(
+        timings,
+        without="no regions",
+        with_="two regions",
+        ratio="ratio",
+        setting=f"{args.size}x{args.size}, {args.steps} steps",
     )
 
 
