@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from app.engine import prompt_cache
 from app.engine.attention_maps import recording
 from app.engine.families import refusal
 from app.engine.loras import applied
@@ -202,6 +203,8 @@ def run_batch(
             pipeline, width=first.width, height=first.height, enabled=any(spec.record_attention for spec in specs)
         ) as recorded,
     ):
+        # As runner.run: each prompt's kept embeddings (never with LoRAs, which may patch the text encoder).
+        prompt_cache.reuse(pipeline, model.family, arguments, loras=bool(first.loras))
         output = pipeline(**arguments)
     images = list(output.images)
     attention = recorded.word_maps(getattr(pipeline, "tokenizer", None), [spec.prompt for spec in per_image])

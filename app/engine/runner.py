@@ -26,7 +26,7 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
-from app.engine import attention_maps, control_pipelines, empty_negative, joint_style, prompt_weights, regions, style
+from app.engine import attention_maps, control_pipelines, joint_style, prompt_cache, prompt_weights, regions, style
 from app.engine.attention_maps import WordMaps
 from app.engine.control_pipelines import ControlGuide
 from app.engine.families import Family, refusal
@@ -317,8 +317,8 @@ def run(
         # Weighted prompts become embeddings here, after the LoRAs, which may reach the text encoder too
         # (a regional call has its embeddings already and is left as it is).
         prompt_weights.weigh(pipeline, model.family, arguments)
-        # No negative prompt: the warm text encoder's embeddings of "" (never with LoRAs, which may patch it).
-        empty_negative.reuse(pipeline, model.family, arguments, loras=bool(spec.loras))
+        # Plain prompts: the warm text encoder's kept embeddings (never with LoRAs, which may patch it).
+        prompt_cache.reuse(pipeline, model.family, arguments, loras=bool(spec.loras))
         if setup is not None:
             with style.shared_attention(pipeline.unet, spec.style_references, spec.style_strength, groups=groups):
                 output = pipeline(**arguments)
