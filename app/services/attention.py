@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from dataclasses import dataclass
 from typing import Literal
 
@@ -116,11 +117,15 @@ def _load(store: ImageStore, sha256: str) -> tuple[str, list[str], list[int], np
     path = store.attention_path(sha256)
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as data:
-        text = str(data["text"])
-        words = [str(word) for word in data["words"]]
-        starts = [int(start) for start in data["spans"].reshape(-1, 2)[:, 0]]
-        maps = data["maps"].astype(np.float32)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            text = str(data["text"])
+            words = [str(word) for word in data["words"]]
+            starts = [int(start) for start in data["spans"].reshape(-1, 2)[:, 0]]
+            maps = data["maps"].astype(np.float32)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        # Maps are written without a sync (app.services.storage): a crash may leave them cut short.
+        return None
     if maps.ndim != 3 or not maps.shape[0] == len(words) == len(starts) or len(words) > _MAX_WORDS:
         return None
     if max(maps.shape[1:], default=0) > _MAX_SIDE:

@@ -269,12 +269,14 @@ def complete(session: Session, *, generation_id: int, worker: str, outputs: Sequ
         update(Generation)
         .where(*_running_under(generation_id, worker))
         .values(status=Status.SUCCEEDED, finished_at=now, heartbeat_at=now, error=None)
+        .returning(Generation.user_id)
         .execution_options(synchronize_session=False)
     )
-    if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+    owners = session.execute(stmt).scalars().all()
+    if len(owners) != 1:
         session.rollback()
         return False
-    user_id = session.scalar(select(Generation.user_id).where(Generation.id == generation_id))
+    user_id = owners[0]
     session.execute(
         delete(Image)
         .where(Image.generation_id == generation_id, Image.kind == ImageKind.OUTPUT)
@@ -295,9 +297,6 @@ def complete(session: Session, *, generation_id: int, worker: str, outputs: Sequ
         for output in outputs
     )
     session.commit()
-    generation = session.get(Generation, generation_id, populate_existing=True)
-    if generation is not None:
-        session.refresh(generation, ["images"])
     return True
 
 

@@ -34,19 +34,35 @@ class StoredFile:
     height: int | None = None
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def _write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Writes ``path`` whole or not at all; ``durable`` also syncs it to disk before it takes the name.
+
+    A painting is synced before its row commits (a row never points at a file a crash lost). What
+    can be made again or done without (a thumbnail, attention maps) is not: a sync costs a job
+    about 2 ms on this kind of disk. After a crash such a file may be left empty or cut short,
+    and its readers treat that as no file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same directory as the destination, so os.replace is a rename on one file system.
     descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
         with os.fdopen(descriptor, "wb") as temp:
             temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
+            if durable:
+                temp.flush()
+                os.fsync(temp.fileno())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def _whole(path: Path) -> bool:
+    """A file that is there and not empty (an unsynced file a crash cut off may be left empty)."""
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 class ImageStore:
@@ -67,13 +83,13 @@ class ImageStore:
         """The WebP thumbnail of a stored PNG, made on the first request and reused after."""
         sha256 = self._checked(sha256)
         thumb = self.root / "thumbs" / sha256[:2] / f"{sha256}.webp"
-        if thumb.is_file():
+        if _whole(thumb):
             return thumb
         # Two requests may both get here and both render it; each replaces the file atomically
         # with identical bytes, so the race costs a little work and nothing else.
         with Image.open(io.BytesIO(self.read(sha256)), formats=["PNG"]) as image:
             image.load()
-            _write_atomically(thumb, imageio.make_thumbnail(image, max_side=max_side))
+            _write_atomically(thumb, imageio.make_thumbnail(image, max_side=max_side), durable=False)
         return thumb
 
     def attention_path(self, sha256: str) -> Path:
@@ -82,7 +98,7 @@ class ImageStore:
         return self.root / "attention" / sha256[:2] / f"{sha256}.npz"
 
     def put_attention(self, sha256: str, data: bytes) -> None:
-        _write_atomically(self.attention_path(sha256), data)
+        _write_atomically(self.attention_path(sha256), data, durable=False)
 
     def hashes(self, *, older_than: float) -> list[str]:
         """The hashes of stored PNGs last written before ``older_than`` (a POSIX time)."""

@@ -67,6 +67,18 @@ def test_the_maps_are_kept_beside_the_png_and_go_with_it(tmp_path: Path) -> None
     assert not path.exists()
 
 
+@pytest.mark.parametrize("left", [b"", b"PK\x03\x04 cut short"])
+def test_maps_a_crash_left_empty_or_cut_short_read_as_no_maps(tmp_path: Path, left: bytes) -> None:
+    store = ImageStore(tmp_path)
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    stored = store.put_png(png.getvalue())
+    store.attention_path(stored.sha256).parent.mkdir(parents=True)
+    store.attention_path(stored.sha256).write_bytes(left)
+
+    assert attention._load(store, stored.sha256) is None
+
+
 @pytest.mark.parametrize(
     ("prompt", "chosen", "how", "refined"),
     [

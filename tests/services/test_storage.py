@@ -114,3 +114,27 @@ def test_thumbnail_is_webp_made_once_and_reused(store: ImageStore) -> None:
     assert store.thumbnail_path(stored.sha256) == thumb
     assert thumb.read_bytes() == b"cached"
     assert not list(thumb.parent.glob(".tmp-*"))
+
+
+def test_paintings_are_synced_to_disk_and_what_can_be_made_again_is_not(
+    store: ImageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr("app.services.storage.os.fsync", synced.append)
+    stored = store.put_image(Image.new("RGB", (40, 20), (10, 90, 200)))
+    assert len(synced) == 1  # the PNG, before any row may point at it
+
+    store.thumbnail_path(stored.sha256)
+    store.put_attention(stored.sha256, b"maps")
+    assert len(synced) == 1
+    assert store.attention_path(stored.sha256).read_bytes() == b"maps"
+
+
+def test_an_empty_thumbnail_left_by_a_crash_is_made_again(store: ImageStore) -> None:
+    stored = store.put_image(Image.new("RGB", (600, 300), (200, 40, 40)))
+    thumb = store.thumbnail_path(stored.sha256)
+    thumb.write_bytes(b"")  # what an unsynced file may hold after a crash
+
+    assert store.thumbnail_path(stored.sha256) == thumb
+    with Image.open(io.BytesIO(thumb.read_bytes())) as picture:
+        assert picture.format == "WEBP" and picture.size == (256, 128)
