@@ -6,7 +6,8 @@ an IP-Adapter...). The wrapper calls that processor for the layer's output, unto
 low-resolution layers (a grid of at most ``MAX_QUERIES`` latent pixels: 32x32 or coarser) it also
 computes the attention probabilities ``softmax(QK^T / sqrt(d))`` of the conditional half of the
 classifier-free-guidance batch, averaged over heads and summed per resolution over layers and
-steps (at every other denoising step: ``UNET_STEP_STRIDE``). After the call the processors are
+steps (at every other denoising step, and at most ``UNET_READ_STEPS`` spread over a long schedule:
+``unet_stride``). After the call the processors are
 restored and the sums become one map per image and text token (coarser grids upsampled to the
 finest recorded one), then one map per word of the prompt (app.engine.attention_words). Under
 regional prompts the text sequence is ``[base | regions...]``: the words are the base prompt's,
@@ -62,8 +63,18 @@ logger = logging.getLogger(__name__)
 MAX_QUERIES = 32 * 32
 # A UNet's maps are read at one denoising step in this many (the first, third, ...): the layout
 # the words land on changes little from one step to the next, and each read step costs a query
-# and key projection and a softmax per recorded layer.
+# and key projection and a softmax per recorded layer. A long schedule is read at most
+# UNET_READ_STEPS times, spread over it (every fourth of 20 steps, every tenth of 50).
 UNET_STEP_STRIDE = 2
+UNET_READ_STEPS = 5
+
+
+def unet_stride(steps: int | None) -> int:
+    """One denoising step in how many a UNet's maps are read, for a call of ``steps`` steps."""
+    if not steps or steps <= 0:
+        return UNET_STEP_STRIDE
+    return max(UNET_STEP_STRIDE, math.ceil(steps / UNET_READ_STEPS))
+
 
 # Transformer families whose joint attention is recorded, and how a layer's queries and keys are read.
 JOINT_READERS = {
@@ -102,6 +113,7 @@ class _Recorder:
         half: str | None = "second",
         reader: str = "flux",
         image_tokens: int | None = None,
+        stride: int = UNET_STEP_STRIDE,
     ) -> None:
         self.width, self.height = width, height
         self.guided = guided
@@ -118,13 +130,14 @@ class _Recorder:
         self.positive_pass = True
         # Z-Image: per item of the batch, (image tokens, image tokens padded, caption tokens).
         self.layout: list[tuple[int, int, int]] | None = None
-        # Whether this denoising step is read (a UNet's are read one in UNET_STEP_STRIDE).
+        # Whether this denoising step is read (a UNet's are read one in ``stride``).
+        self.stride = stride
         self.active = True
         self.steps = 0
         self.last_timestep: Any = None
 
     def unet_starts(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """A forward pre-hook on the UNet: counts denoising steps by their timestep, reads one in UNET_STEP_STRIDE.
+        """A forward pre-hook on the UNet: counts denoising steps by their timestep, reads one in ``stride``.
 
         The timestep, not the forward call, is counted, so that a step calling the UNet more than
         once (for each half of the guidance apart) is read or skipped as a whole.
@@ -137,7 +150,7 @@ class _Recorder:
             return
         if value != self.last_timestep:
             self.last_timestep = value
-            self.active = self.steps % UNET_STEP_STRIDE == 0
+            self.active = self.steps % self.stride == 0
             self.steps += 1
 
     def _rows(self, batch: int) -> slice:
@@ -402,8 +415,12 @@ def _joint_layers(model: Any, reader: str, processors: dict[str, Any]) -> list[s
 
 
 @contextmanager
-def recording(pipeline: Any, *, width: int, height: int, enabled: bool = True) -> Iterator[Recording]:
+def recording(
+    pipeline: Any, *, width: int, height: int, enabled: bool = True, steps: int | None = None
+) -> Iterator[Recording]:
     """Records the denoiser's cross-attention while the block runs one call; the processors come back after.
+
+    ``steps``, the call's denoising steps, spreads a UNet's read steps over the schedule (``unet_stride``).
 
     Enter it innermost, right around the call (after an IP-Adapter is loaded), so it wraps whatever
     processors the other per-call features (regions, style, adapters) installed. A pipeline
@@ -425,7 +442,7 @@ def recording(pipeline: Any, *, width: int, height: int, enabled: bool = True) -
         return bool(getattr(pipeline, "do_classifier_free_guidance", False))
 
     if unet is not None:
-        recorder = _Recorder(width=width, height=height, guided=guided)
+        recorder = _Recorder(width=width, height=height, guided=guided, stride=unet_stride(steps))
         # Only the cross-attention layers are swapped, module by module: setting all of the UNet's
         # processors (set_attn_processor) before and after every call cost more than the reading.
         layers = [module for name, module in unet.named_modules() if name.endswith("attn2")]

@@ -200,7 +200,11 @@ def run_batch(
         applied(pipeline, first.loras, registry.models_dir),
         torch.inference_mode(),
         recording(
-            pipeline, width=first.width, height=first.height, enabled=any(spec.record_attention for spec in specs)
+            pipeline,
+            width=first.width,
+            height=first.height,
+            enabled=any(spec.record_attention for spec in specs),
+            steps=first.steps,
         ) as recorded,
     ):
         # As runner.run: each prompt's kept embeddings (never with LoRAs, which may patch the text encoder).

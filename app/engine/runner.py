@@ -312,7 +312,9 @@ def run(
         # The IP-Adapter replaces the attention processors as it loads: loaded before the recorder wraps them.
         _ip_adapter(pipeline, spec.style_strength) if adapter else nullcontext(),
         # Innermost, so it wraps whatever cross-attention processors the features above installed.
-        attention_maps.recording(pipeline, width=width, height=height, enabled=spec.record_attention) as recorded,
+        attention_maps.recording(
+            pipeline, width=width, height=height, enabled=spec.record_attention, steps=spec.steps
+        ) as recorded,
     ):
         # Weighted prompts become embeddings here, after the LoRAs, which may reach the text encoder too
         # (a regional call has its embeddings already and is left as it is).

@@ -356,3 +356,10 @@ def test_an_ip_adapter_job_records_the_text_part_of_the_adapter_s_attention(
     assert np.all(np.isfinite(maps.maps)) and float(maps.maps.sum()) > 0
     # The adapter is unloaded after the call and the recorder's wrappers are gone with it.
     assert {name: type(processor) for name, processor in denoiser.attn_processors.items()} == before
+
+
+@pytest.mark.parametrize(("steps", "stride"), [(None, 2), (1, 2), (8, 2), (10, 2), (11, 3), (20, 4), (50, 10)])
+def test_a_unet_is_read_every_other_step_and_a_long_schedule_at_most_five_times(steps: int | None, stride: int) -> None:
+    assert attention_maps.unet_stride(steps) == stride
+    if steps:
+        assert len(range(0, steps, stride)) <= max(attention_maps.UNET_READ_STEPS, (steps + 1) // 2)
