@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from pydantic import ValidationError
 
 from app.db.models import Generation
+from app.engine.catalog import ModelCatalog, ModelNotFound, ModelSpec
 from app.params import SCHEDULER_NAMES, ControlUnit, LoraWeight, Parameters, Region, lora_text
 from app.schemas import PromptRequest
 from app.services.errors import StudioError
@@ -45,6 +46,14 @@ def _default(name: str) -> str:
     return "" if field.is_required() else _as_text(field.get_default(call_default_factory=True))
 
 
+def default_model_spec(catalog: ModelCatalog, name: str) -> ModelSpec | None:
+    """The default model's spec for the studio form; None when it is missing or refused (the form says so)."""
+    try:
+        return catalog.spec(name)
+    except ModelNotFound:
+        return None
+
+
 class StudioForm:
     """What the studio form shows, as text by field name: defaults, a refined generation, or what was typed."""
 
@@ -65,6 +74,16 @@ class StudioForm:
 
     def __repr__(self) -> str:
         return f"StudioForm({self.values!r})"
+
+    @classmethod
+    def fresh(cls, model: ModelSpec | None) -> StudioForm:
+        """The defaults, with the steps and scheduler ``model``'s folder names as its own (as the API applies them)."""
+        if model is None or model.default_scheduler is None:
+            return cls()
+        chosen = {"scheduler": model.default_scheduler}
+        if model.default_steps is not None:
+            chosen["steps"] = str(model.default_steps)
+        return cls(**chosen)
 
     @classmethod
     def refining(cls, generation: Generation) -> StudioForm:

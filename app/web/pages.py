@@ -29,7 +29,7 @@ from app.web.brush_forms import (
     visible_references,
 )
 from app.web.errors import Refusal, in_place_status
-from app.web.forms import SCHEDULERS, StudioForm
+from app.web.forms import SCHEDULERS, StudioForm, default_model_spec
 
 router = APIRouter(include_in_schema=False, dependencies=[FormCsrf])
 
@@ -131,7 +131,7 @@ def studio(
     style: Annotated[list[str] | None, Query()] = None,
 ) -> HTMLResponse:
     """The studio; ``?style=ID`` (repeatable) starts it with those images as style references."""
-    form = StudioForm()
+    form = StudioForm.fresh(default_model_spec(catalog, settings.default_model))
     if refine is not None:
         form = StudioForm.refining(generations.get_visible(session, generation_id=refine, user=user))
     return render_studio(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -316,6 +318,33 @@ def test_history_filters_by_day_and_ignores_a_malformed_date(
     assert "winter harbour" in page and "summer harbour" not in page
     page = client.get("/history?since=not-a-day").text
     assert "winter harbour" in page and "summer harbour" in page
+
+
+def test_a_fresh_studio_form_takes_the_steps_and_scheduler_the_default_models_folder_names(
+    settings: Settings, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(settings.models_dir / "studio-tiny", models / "quick")
+    index = json.loads((models / "quick" / "model_index.json").read_text())
+    (models / "quick" / "model_index.json").write_text(
+        json.dumps(index | {"_studio_default_steps": 6, "_studio_default_scheduler": "unipc"})
+    )
+    shutil.copytree(settings.models_dir / "studio-tiny", models / "plain")
+    index = {key: value for key, value in index.items() if not key.startswith("_studio_default")}
+    (models / "plain" / "model_index.json").write_text(json.dumps(index))
+
+    def form(default_model: str) -> tuple[str, str]:
+        chosen = settings.model_copy(update={"models_dir": models, "default_model": default_model})
+        with TestClient(create_app(chosen)) as client:
+            html = client.get("/").text
+        steps = re.search(r'<input id="steps" name="steps"[^>]*value="(\d+)"', html)
+        scheduler = re.search(r'<option value="([^"]+)" selected>', html[html.index('id="scheduler"') :])
+        assert steps is not None and scheduler is not None
+        return steps.group(1), scheduler.group(1)
+
+    assert form("quick") == ("6", "unipc")
+    assert form("plain") == ("20", "dpm++-2m")  # a folder that names none: the studio's own defaults
+    assert form("missing") == ("20", "dpm++-2m")
 
 
 def test_studio_renders_when_no_model_is_installed(settings: Settings, tmp_path: Path) -> None:
