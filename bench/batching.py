@@ -7,6 +7,8 @@ through its JSON API in-process, with the default STUDIO_MAX_BATCH (8 images a c
 Each round submits the same ``--jobs`` jobs (different prompts and seeds; same model, size, steps,
 scheduler and guidance) twice: all at once, which the worker claims and paints as one batch, and
 one after another, each submitted once the one before was fetched, so each is painted alone.
+The worker claims the first job of a burst the instant it arrives; the others, arriving while its
+call paints its first steps, join it (the call starts again with them).
 A round is timed from the first submit to the last PNG fetched. Prints images per second for
 both (median over rounds; also per CPU-second of the process, steadier on a shared machine), their
 ratio, and each batched image's largest difference, in levels
@@ -32,6 +34,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from app.config import Settings  # noqa: E402
+from app.engine.runner import Cancelled  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.workers import batches  # noqa: E402
 
@@ -110,15 +113,36 @@ def main() -> None:
     jobs = [(PROMPTS[index % len(PROMPTS)], 1000 + index) for index in range(args.jobs)]
 
     batched_rates, solo_rates, batched_cpu, solo_cpu, differences = [], [], [], [], []
-    # How the worker grouped the jobs: the size of every shared call (a job painted alone is none).
+    # How the worker grouped the jobs: the size of every shared call (a job painted alone is none),
+    # and, in the rounds at once, every call (1: alone) that stopped for jobs that joined it.
     shared_calls: list[int] = []
-    paint_batch = batches.run_batch
+    restarted: list[list[int]] = []
+    # Seconds inside pipeline calls per round, at once and one after another: the rest of a round
+    # is the studio's own work (requests, rows, PNGs, events), which batching does not share.
+    in_calls: dict[str, list[float]] = {"at once": [], "one after another": []}
+    phase = ["warm-up"]
+    paint_alone, paint_batch = batches.run, batches.run_batch
 
-    def counted(*call: Any, **options: Any) -> Any:
-        shared_calls.append(len(call[1]))
-        return paint_batch(*call, **options)
+    def counted(paint: Any, shared: bool) -> Any:
+        def call(*arguments: Any, **options: Any) -> Any:
+            jobs = len(arguments[1]) if shared else 1
+            if shared:
+                shared_calls.append(jobs)
+            started = time.perf_counter()
+            try:
+                return paint(*arguments, **options)
+            except Cancelled:  # nothing is cancelled here: stopped for jobs that joined
+                if restarted:
+                    restarted[-1].append(jobs)
+                raise
+            finally:
+                if phase[0] in in_calls:
+                    in_calls[phase[0]][-1] += time.perf_counter() - started
 
-    batches.run_batch = counted  # type: ignore[assignment]
+        return call
+
+    batches.run = counted(paint_alone, False)  # type: ignore[assignment]
+    batches.run_batch = counted(paint_batch, True)  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
@@ -133,9 +157,14 @@ def main() -> None:
             # Warm the model and the first call before timing anything.
             one_by_one(client, jobs[:1], steps=args.steps, scheduler=args.scheduler)
             for _ in range(args.rounds):
+                restarted.append([])
+                phase[0] = "at once"
+                in_calls[phase[0]].append(0.0)
                 seconds, cpu, batched = at_once(client, jobs, steps=args.steps, scheduler=args.scheduler)
                 batched_rates.append(len(jobs) / seconds)
                 batched_cpu.append(len(jobs) / cpu)
+                phase[0] = "one after another"
+                in_calls[phase[0]].append(0.0)
                 seconds, cpu, alone = one_by_one(client, jobs, steps=args.steps, scheduler=args.scheduler)
                 solo_rates.append(len(jobs) / seconds)
                 solo_cpu.append(len(jobs) / cpu)
@@ -153,6 +182,10 @@ def main() -> None:
     print(f"images per CPU-second of this process: at once {cpu_batched:.2f}, one after another {cpu_solo:.2f}")
     print(f"ratio of medians (CPU time): {cpu_batched / cpu_solo:.2f}x")
     print(f"jobs per shared call, every round: {shared_calls}")
+    print(f"calls (jobs in each) stopped for jobs that joined them, per round at once: {restarted}")
+    for name, seconds_in_calls in in_calls.items():
+        rounds = ", ".join(f"{seconds:.2f}" for seconds in seconds_in_calls)
+        print(f"seconds inside pipeline calls per round, {name}: {rounds}")
     worst = [max(round_) for round_ in differences]
     print(f"largest difference of a batched image from its solo painting, per image (levels of 255): {differences[-1]}")
     print(f"largest over every round: {max(worst)}")

@@ -8,6 +8,10 @@ it leaves queued was ordered behind them all: no job ever waits behind a job tha
 put after it, whoever owns either. Each companion's claim is a claim like any other (it sets
 ``claimed_at``), so the turns and the least-recently-served order move exactly as they would
 have with one claim per job.
+
+A batch may also take jobs that arrive while its call paints its first steps
+(``workers.batches``): the same claim of the job the fair order gives the worker next, at that
+moment, stopping at the first that cannot join; ``joined`` counts the images already taken.
 """
 
 from __future__ import annotations
@@ -54,19 +58,27 @@ def batch_key(generation: Generation) -> tuple[Hashable, ...] | None:
 
 
 def claim_companions(
-    session: Session, *, head: Generation, worker: str, images: int, warm_models: Sequence[str] = ()
+    session: Session,
+    *,
+    head: Generation,
+    worker: str,
+    images: int,
+    warm_models: Sequence[str] = (),
+    joined: int = 0,
 ) -> list[Generation]:
     """After claiming ``head``: the queued jobs that can share its call, claimed in fair order.
 
-    ``images`` bounds the images of the whole batch, the head's included. Stops at the first job
-    of the fair order that cannot join (another call, or too many images to fit), so a batch
-    never takes a job ahead of one the fair order runs first (see the module's docstring).
+    ``images`` bounds the images of the whole batch, the head's included; ``joined`` counts the
+    images of companions claimed before (a batch that takes jobs arriving while it paints).
+    Stops at the first job of the fair order that cannot join (another call, or too many images
+    to fit), so a batch never takes a job ahead of one the fair order runs first (see the
+    module's docstring).
     """
     key = batch_key(head)
     if key is None:
         return []
     companions: list[Generation] = []
-    room = images - head.n_images
+    room = images - head.n_images - joined
     while room > 0:
 
         def joins(job: Generation, room: int = room) -> bool:

@@ -5,6 +5,15 @@ job, a worker claims its companions in fair order (``services.batching.claim_com
 ``batch_bound`` images) and paints them all in one call (``engine.batching.run_batch``); a job
 with no companion runs exactly as ``jobs.execute`` runs it.
 
+A batch also takes jobs that arrive while its call paints its first steps (in a burst of
+submissions, the idle worker claims the first job the instant it arrives, before the others are
+there). Where the pool says something was enqueued since the last look (``arrivals``; the Celery
+worker has no such signal and does not look), the step end claims companions again, in fair
+order and within the bound; if it got any, the call stops and starts again from step 0 with
+them, so every image is still painted from its own seeds. Only a call's first steps look
+(``join_window``), at most ``JOIN_RESTARTS`` times, so a trickle of arrivals cannot hold the
+first jobs back; a step end with nothing enqueued since the last look asks the database nothing.
+
 Each member of a batch stays a job of its own:
 - events: its own ``running``, progress (its own step, its own preview) and final status;
 - heartbeat: one thread beats every member's row; a member whose row is no longer ours (cancelled,
@@ -23,10 +32,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from app.db.models import Generation, Status
-from app.engine.batching import groups, run_batch
-from app.engine.runner import Cancelled, GenerationResult, GenerationSpec, run
-from app.services.batching import claim_companions
+from app.engine.batching import call_key, groups, run_batch
+from app.engine.runner import Cancelled, GenerationResult, GenerationSpec, StepCallback, StepProgress, run
+from app.services.batching import batch_key, claim_companions
 from app.workers.jobs import (
     Heartbeats,
     JobContext,
@@ -50,6 +61,21 @@ GPU_BYTES_PER_PIXEL = 2048
 GPU_FREE_SHARE = 0.8
 GPU_BATCH_CEILING = 16
 
+# Jobs that arrive while a call paints join it only at the end of one of its first steps: a
+# quarter of them, at least the first, never the last. A restart throws those steps away for the
+# jobs already in the call, which costs less than the joiner's own call would (on the CPU an image
+# alone costs about twice its share of a batch of 8). The steps thrown away by all of a call's
+# restarts together stay within the window, and there are at most JOIN_RESTARTS of them (each
+# costs the call's set-up again), so a trickle of arrivals throws away at most a quarter of the
+# first job's steps.
+JOIN_WINDOW = 0.25
+JOIN_RESTARTS = 3
+
+
+def join_window(total: int) -> int:
+    """The step ends (1 to this) of a ``total``-step call at which arriving jobs may join it."""
+    return max(1, int(total * JOIN_WINDOW))
+
 
 def memory_bound(free_bytes: int, *, width: int, height: int) -> int:
     """Images of ``width`` x ``height`` that fit in ``free_bytes`` of GPU memory (1 to the ceiling)."""
@@ -70,37 +96,146 @@ def batch_bound(max_batch: int, device: str, *, width: int, height: int) -> int:
 
 
 def execute_claimed(
-    context: JobContext, job_id: int, *, worker: str, device: str, stop: threading.Event | None = None
+    context: JobContext,
+    job_id: int,
+    *,
+    worker: str,
+    device: str,
+    stop: threading.Event | None = None,
+    arrivals: Callable[[], int] | None = None,
 ) -> dict[int, Status | None]:
     """Runs a job this worker claimed, with the queued jobs that can share its call. Never raises.
 
-    Returns each job's status as recorded (None where the database could not say).
+    ``arrivals`` counts the jobs enqueued so far (the embedded pool's ``enqueued``): given, jobs
+    that arrive while the call paints its first steps may join it. Returns each job's status as
+    recorded (None where the database could not say).
     """
-    companions = _claim_companions(context, job_id, worker=worker, device=device)
-    if not companions:
+    # Read before the companions are claimed: a job enqueued during that claim is looked for again.
+    seen = arrivals() if arrivals is not None else 0
+    claims, companions = _Claims.first(context, job_id, worker=worker, device=device)
+    joining = None
+    if claims is not None and arrivals is not None and claims.room > 0:
+        joining = _Joining(claims, arrivals, seen=seen)
+    if not companions and joining is None:
         return {job_id: execute(context, job_id, worker=worker, device=device, stop=stop)}
-    return execute_batch(context, [job_id, *companions], worker=worker, device=device, stop=stop)
+    return execute_batch(context, [job_id, *companions], worker=worker, device=device, stop=stop, joining=joining)
 
 
-def _claim_companions(context: JobContext, job_id: int, *, worker: str, device: str) -> list[int]:
-    if context.max_batch == 1:
-        return []
-    try:
-        with context.session_factory() as session:
-            head = session.get(Generation, job_id)
-            if head is None:
-                return []
-            bound = batch_bound(context.max_batch, device, width=head.width, height=head.height)
-            if bound <= head.n_images:
-                return []
-            warm = context.registry.warm_models(device)
-            companions = claim_companions(session, head=head, worker=worker, images=bound, warm_models=warm)
-            return [companion.id for companion in companions]
-    except Exception:
-        # Whatever was claimed before the error runs nowhere: its heartbeat goes stale and the
-        # sweeper requeues it. The head still runs.
-        logger.exception("claiming the companions of generation %s failed; painting it alone", job_id)
-        return []
+class _Claims:
+    """Claims a head's companions, in fair order, within the batch's bound; again as jobs arrive."""
+
+    def __init__(self, context: JobContext, head_id: int, *, worker: str, device: str, bound: int, images: int) -> None:
+        self.context = context
+        self.head_id = head_id
+        self.worker = worker
+        self.device = device
+        self.bound = bound
+        self.images = images  # of every job claimed into the batch so far, the head's included
+
+    @classmethod
+    def first(cls, context: JobContext, head_id: int, *, worker: str, device: str) -> tuple[_Claims | None, list[int]]:
+        """The head's claims (None when nothing can share its call) and the companions claimed now.
+
+        One session reads the head and claims, as a worker did before jobs could join a call.
+        """
+        if context.max_batch == 1:
+            return None, []
+        try:
+            with context.session_factory() as session:
+                head = session.get(Generation, head_id)
+                if head is None or batch_key(head) is None:
+                    return None, []
+                bound = batch_bound(context.max_batch, device, width=head.width, height=head.height)
+                if bound <= head.n_images:
+                    return None, []
+                claims = cls(context, head_id, worker=worker, device=device, bound=bound, images=head.n_images)
+                return claims, claims._claim(session, head)
+        except Exception:
+            # Whatever was claimed before the error runs nowhere: its heartbeat goes stale and the
+            # sweeper requeues it. The head still runs, alone.
+            logger.exception("claiming the companions of generation %s failed; painting it alone", head_id)
+            return None, []
+
+    @property
+    def room(self) -> int:
+        return self.bound - self.images
+
+    def claim(self) -> list[int]:
+        """The companions claimed now (none when there is no room or none can join). Never raises."""
+        if self.room <= 0:
+            return []
+        try:
+            with self.context.session_factory() as session:
+                head = session.get(Generation, self.head_id)
+                return self._claim(session, head) if head is not None else []
+        except Exception:
+            logger.exception("claiming the companions of generation %s failed", self.head_id)
+            return []
+
+    def _claim(self, session: Session, head: Generation) -> list[int]:
+        companions = claim_companions(
+            session,
+            head=head,
+            worker=self.worker,
+            images=self.bound,
+            warm_models=self.context.registry.warm_models(self.device),
+            joined=self.images - head.n_images,
+        )
+        self.images += sum(companion.n_images for companion in companions)
+        return [companion.id for companion in companions]
+
+
+class _Joining:
+    """Jobs that join a call while it paints its first steps (see the module's docstring).
+
+    Asked at every step end of the head's call, on the painting thread: past the window it only
+    compares the step with it; within it, it asks the database only once ``arrivals`` moved.
+    """
+
+    def __init__(self, claims: _Claims, arrivals: Callable[[], int], *, seen: int) -> None:
+        self.claims = claims
+        self._arrivals = arrivals
+        self._seen = seen
+        self._step = 0  # the step end last looked at: each member's callback hears every step
+        self.restarts = 0
+        self.thrown = 0  # steps thrown away by the restarts so far
+        self._joined: list[int] = []
+
+    @property
+    def head_id(self) -> int:
+        return self.claims.head_id
+
+    def begin(self) -> None:
+        """A call starts (again): its steps count from 1."""
+        self._step = 0
+
+    def step_end(self, progress: StepProgress) -> bool:
+        """True when jobs were claimed to join: the call must stop and start again with them."""
+        done, total = progress.step, progress.total
+        if done == self._step:
+            return False
+        self._step = done
+        window = join_window(total)
+        if done > window or done >= total or self.thrown + done > window or self.restarts >= JOIN_RESTARTS:
+            return False
+        # The pool counts an enqueue after its row commits, so a job counted after ``_seen`` was
+        # read is either seen by this claim or counted again for the next look.
+        arrived = self._arrivals()
+        if arrived == self._seen:
+            return False
+        self._seen = arrived
+        joined = self.claims.claim()
+        if not joined:
+            return False
+        self._joined.extend(joined)
+        self.restarts += 1
+        self.thrown += done
+        return True
+
+    def take(self) -> list[int]:
+        """The jobs claimed to join since the last take; the batch owns them from now."""
+        joined, self._joined = self._joined, []
+        return joined
 
 
 @dataclass
@@ -117,14 +252,61 @@ def execute_batch(
     worker: str,
     device: str,
     stop: threading.Event | None = None,
+    joining: _Joining | None = None,
 ) -> dict[int, Status | None]:
-    """Paints jobs this worker claimed, those that share a call in one call, and records each. Never raises."""
+    """Paints jobs this worker claimed, those that share a call in one call, and records each. Never raises.
+
+    With ``joining``, jobs that arrive while the head's call paints its first steps join it.
+    """
     bus = context.bus
     stopping: Callable[[], bool] = stop.is_set if stop is not None else lambda: False
     outcomes: dict[int, Status | None] = {}
+    every = list(job_ids)
+    members = _members(context, job_ids, worker=worker, outcomes=outcomes)
+    head_joinable = bool(members) and members[0].id == job_ids[0] and call_key(members[0].spec) is not None
+    if not head_joinable:
+        joining = None  # the head paints alone (weighted prompts) or not at all: nothing can join its call
+
+    with Heartbeats(context, [member.id for member in members], worker) as beats:
+        pending = _grouped(members)
+        while pending:
+            painted = pending.pop(0)
+            looking = joining if joining is not None and painted[0].id == joining.head_id else None
+            outcomes.update(
+                _paint(context, painted, beats, worker=worker, device=device, stopping=stopping, joining=looking)
+            )
+            # Members without an outcome were stopped for jobs that joined: painted again with them.
+            again = [member for member in painted if member.id not in outcomes]
+            joined = looking.take() if looking is not None else []
+            every.extend(joined)
+            if joined and stopping():
+                for job_id in joined:
+                    release_job(context, job_id, worker=worker)
+                    outcomes[job_id] = _current_status(context, job_id)
+            elif joined:
+                arrived = _members(context, joined, worker=worker, outcomes=outcomes)
+                beats.add([member.id for member in arrived])
+                key = call_key(painted[0].spec)
+                again += [member for member in arrived if call_key(member.spec) == key]
+                # A joiner the engine paints in another call (weighted prompts) comes after.
+                pending += _grouped([member for member in arrived if call_key(member.spec) != key])
+            if again:
+                pending.insert(0, again)
+
+    for job_id in every:
+        status = outcomes.get(job_id)
+        if status is not None:
+            bus.publish(job_id, "status", {"status": status.value})
+    return outcomes
+
+
+def _members(
+    context: JobContext, job_ids: Sequence[int], *, worker: str, outcomes: dict[int, Status | None]
+) -> list[_Member]:
+    """The claimed jobs, each told it runs; one that cannot be read fails alone (into ``outcomes``)."""
     members: list[_Member] = []
     for job_id in job_ids:
-        bus.publish(job_id, "status", {"status": Status.RUNNING.value})
+        context.bus.publish(job_id, "status", {"status": Status.RUNNING.value})
         try:
             with context.session_factory() as session:
                 generation = session.get(Generation, job_id)
@@ -137,17 +319,11 @@ def execute_batch(
         except Exception as error:
             logger.exception("generation %s failed", job_id)
             outcomes[job_id] = fail_job(context, job_id, worker=worker, error=error)
+    return members
 
-    with Heartbeats(context, [member.id for member in members], worker) as beats:
-        for group in groups([member.spec for member in members]):
-            painted = [members[index] for index in group]
-            outcomes.update(_paint(context, painted, beats, worker=worker, device=device, stopping=stopping))
 
-    for job_id in job_ids:
-        status = outcomes.get(job_id)
-        if status is not None:
-            bus.publish(job_id, "status", {"status": status.value})
-    return outcomes
+def _grouped(members: list[_Member]) -> list[list[_Member]]:
+    return [[members[index] for index in group] for group in groups([member.spec for member in members])]
 
 
 def _paint(
@@ -158,9 +334,15 @@ def _paint(
     worker: str,
     device: str,
     stopping: Callable[[], bool],
+    joining: _Joining | None = None,
 ) -> dict[int, Status | None]:
-    """Paints ``members`` in one call (alone when there is one) and records each one's outcome."""
+    """Paints ``members`` in one call (alone when there is one) and records each one's outcome.
+
+    With ``joining``, a step end that claims arriving jobs stops the call: the members not
+    cancelled meanwhile get no outcome, to be painted again with them (``joining.take()``).
+    """
     bus = context.bus
+    restart = False
 
     def taken(member: _Member) -> bool:
         # Cancelled: the route's final status on the bus, or the heartbeat finding the row gone.
@@ -173,6 +355,16 @@ def _paint(
         _progress_publisher(bus, member.id, stops(member), preview_seconds=context.preview_seconds)
         for member in members
     ]
+    if joining is not None:
+        joining.begin()
+
+        def joins(progress: StepProgress) -> bool:
+            nonlocal restart
+            restart = restart or joining.step_end(progress)
+            return restart
+
+        # Looked at before any member hears the step, so after a restart every one starts again at 1.
+        callbacks = [_looking(joins, callback) for callback in callbacks]
     results: list[GenerationResult | None]
     try:
         if stopping():
@@ -186,6 +378,14 @@ def _paint(
             # Stopped by shutdown, not by the artists or a sweeper: hand every job back.
             for member in members:
                 release_job(context, member.id, worker=worker)
+        elif restart:
+            # Stopped for jobs that joined: a member cancelled meanwhile leaves now, the rest start again.
+            left = {}
+            for member in members:
+                if taken(member):
+                    left[member.id] = _current_status(context, member.id)
+                    beats.finished(member.id)
+            return left
         return {member.id: _current_status(context, member.id) for member in members}
     except Exception as error:
         if len(members) > 1:
@@ -207,6 +407,15 @@ def _paint(
             outcomes[member.id] = _keep(context, member, result, worker=worker)
         beats.finished(member.id)
     return outcomes
+
+
+def _looking(joins: Callable[[StepProgress], bool], callback: StepCallback) -> StepCallback:
+    """``callback``, stopping first when ``joins`` says jobs joined the call."""
+
+    def on_step(progress: StepProgress) -> bool:
+        return not joins(progress) and bool(callback(progress))
+
+    return on_step
 
 
 def _keep(context: JobContext, member: _Member, result: GenerationResult, *, worker: str) -> Status | None:

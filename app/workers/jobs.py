@@ -144,6 +144,11 @@ class Heartbeats:
         with self._lock:
             self._beating.discard(job_id)
 
+    def add(self, job_ids: list[int]) -> None:
+        """Beats jobs that joined the call after it started (a batch that grows while it paints)."""
+        with self._lock:
+            self._beating.update(job_ids)
+
     def _beat(self) -> None:
         while not self._done.wait(self._context.heartbeat_seconds):
             with self._lock:

@@ -50,6 +50,10 @@ class WorkerPool:
         self._stop = threading.Event()
         # Set by enqueue so an idle worker starts at once instead of at its next poll.
         self._wake = threading.Event()
+        # Counts enqueues, so a worker painting a call's first steps looks for jobs to join it
+        # only when one arrived since it last looked (workers.batches).
+        self._enqueued = 0
+        self._enqueued_lock = threading.Lock()
         self._starter: threading.Thread | None = None
         self._start_error: str | None = None
         self._threads: dict[str, threading.Thread] = {}
@@ -80,7 +84,14 @@ class WorkerPool:
         return not self._starter.is_alive()
 
     def notify(self) -> None:
+        """A job was enqueued (its row committed): an idle worker claims it, a busy one may batch it."""
+        with self._enqueued_lock:
+            self._enqueued += 1
         self._wake.set()
+
+    def enqueued(self) -> int:
+        """How many times ``notify`` was called; only whether it moved since a read means anything."""
+        return self._enqueued
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stops the threads; a running job stops at its next step and goes back to the queue."""
@@ -242,8 +253,11 @@ class WorkerPool:
                     continue
                 self.busy[device] = job_id
                 try:
-                    # With the queued jobs that can share its pipeline call, claimed in fair order.
-                    execute_claimed(context, job_id, worker=worker, device=device, stop=self._stop)
+                    # With the queued jobs that can share its pipeline call, claimed in fair order,
+                    # and those enqueued while the call paints its first steps.
+                    execute_claimed(
+                        context, job_id, worker=worker, device=device, stop=self._stop, arrivals=self.enqueued
+                    )
                 finally:
                     self.busy[device] = None
                 self._note_warm(context, device)

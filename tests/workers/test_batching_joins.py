@@ -1,0 +1,404 @@
+"""Jobs that arrive while a call paints its first steps join it: the call starts again with them, in fair
+order, within the window and a bounded number of times; each job keeps its own events, heartbeat, cancel and
+outcome."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.models import Generation, Status, User
+from app.engine.runner import StepProgress, run
+from app.services import queue
+from app.workers import batches
+from app.workers.batches import JOIN_RESTARTS, join_window
+from app.workers.jobs import JobContext
+from app.workers.pool import WorkerPool
+from app.workers.specs import spec_for
+from tests.tiny_pipeline import TINY
+from tests.workers.test_batching import _events, _pixels, _wait_for_final_events, _wait_for_progress
+
+MakePool = Callable[..., WorkerPool]
+WaitStatus = Callable[..., Generation]
+FINAL = {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED}
+# What a step hook hears: the seeds of the call's jobs (one for a job painted alone) and the step.
+Hook = Callable[[list[int], StepProgress], None]
+
+
+@dataclass
+class Painting:
+    """Every call the workers make through ``workers.batches`` (the calls still paint)."""
+
+    shared: list[list[int]] = field(default_factory=list)  # the seeds of each shared call
+    looks: int = 0  # claims of companions, at a claim or at a step end
+    hook: Hook | None = None  # called at every step end of a call, before any job hears it
+    pool: list[WorkerPool] = field(default_factory=list)
+
+
+@pytest.fixture
+def batching_context(job_context: JobContext) -> JobContext:
+    return replace(job_context, max_batch=8)
+
+
+@pytest.fixture
+def painting(monkeypatch: pytest.MonkeyPatch) -> Painting:
+    seen = Painting()
+    real_run, real_batch, real_claim = batches.run, batches.run_batch, batches.claim_companions
+
+    def hooked(seeds: list[int], callback: Any) -> Any:
+        def on_step(progress: StepProgress) -> bool:
+            if seen.hook is not None:
+                seen.hook(seeds, progress)
+            return bool(callback(progress))
+
+        return on_step
+
+    def alone(registry: Any, spec: Any, *, on_step: Any, **kwargs: Any) -> Any:
+        return real_run(registry, spec, on_step=hooked([spec.seed], on_step), **kwargs)
+
+    def shared(registry: Any, specs: Any, *, on_step: Any, **kwargs: Any) -> Any:
+        seeds = [spec.seed for spec in specs]
+        seen.shared.append(seeds)
+        return real_batch(registry, specs, on_step=[hooked(seeds, on_step[0]), *on_step[1:]], **kwargs)
+
+    def claim(*args: Any, **kwargs: Any) -> Any:
+        seen.looks += 1
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(batches, "run", alone)
+    monkeypatch.setattr(batches, "run_batch", shared)
+    monkeypatch.setattr(batches, "claim_companions", claim)
+    return seen
+
+
+def _submitter(
+    session_factory: sessionmaker[Session], make_generation: Callable[..., Generation], painting: Painting
+) -> Callable[..., int]:
+    """Enqueues a job as the routes do from the worker's thread: the row committed, then the pool told."""
+
+    def submit(owner_id: int, **values: Any) -> int:
+        with session_factory() as submitting:
+            job_id = make_generation(submitting, owner=SimpleNamespace(id=owner_id), model=TINY, **values).id
+        painting.pool[0].notify()
+        return int(job_id)
+
+    return submit
+
+
+def _wait_all(
+    wait_status: WaitStatus, session_factory: sessionmaker[Session], first: int, arrived: list[int]
+) -> list[Generation]:
+    """The first job once it ended, then those that arrived while it was painted (known by then)."""
+    done = [wait_status(session_factory, first, FINAL)]
+    return done + [wait_status(session_factory, job_id, FINAL) for job_id in arrived]
+
+
+def _solo_difference(context: JobContext, session_factory: sessionmaker[Session], job: Generation) -> int:
+    """The largest difference, in levels of 255, of a job's stored images from the job painted alone."""
+    with session_factory() as reading:
+        row = reading.get(Generation, job.id)
+        assert row is not None
+        solo = run(context.registry, spec_for(row, reading, context.store), device="cpu")
+    worst = 0
+    for image, alone in zip(sorted(job.images, key=lambda image: image.index), solo.images, strict=True):
+        painted = _pixels(context.store.read(image.sha256))
+        worst = max(worst, int(np.abs(painted - np.asarray(alone.convert("RGB"), dtype=np.int16)).max()))
+    return worst
+
+
+def test_the_window_is_a_quarter_of_the_steps_and_at_least_the_first() -> None:
+    assert [join_window(total) for total in (1, 2, 4, 8, 20, 30)] == [1, 1, 1, 2, 5, 7]
+
+
+def test_a_job_arriving_at_the_first_step_of_a_lone_job_joins_its_call_and_each_equals_its_solo_painting(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    batching_context: JobContext,
+    wait_status: WaitStatus,
+    painting: Painting,
+) -> None:
+    owner = make_user(session)
+    owner_id = owner.id
+    submit = _submitter(session_factory, make_generation, painting)
+    arrived: list[int] = []
+
+    def arrive_at_the_first_step(seeds: list[int], progress: StepProgress) -> None:
+        if seeds == [100] and progress.step == 1 and not arrived:
+            arrived.append(submit(owner_id, steps=2, seed=200, n_images=2, prompt="a yellow sun over a field"))
+
+    painting.hook = arrive_at_the_first_step
+    painting.pool.append(make_pool(batching_context))
+    # Made once the pool runs: the step hook tells that pool of arrivals.
+    first = make_generation(session, owner=owner, model=TINY, steps=2, seed=100, prompt="a red boat on a lake").id
+    done = _wait_all(wait_status, session_factory, first, arrived)
+
+    assert [job.status for job in done] == [Status.SUCCEEDED] * 2, [job.error for job in done]
+    assert painting.shared == [[100, 200]]  # stopped at its first step, painted again with the arrival
+    assert [len(job.images) for job in done] == [1, 2]
+    _wait_for_final_events(batching_context, [first, *arrived])
+    for job in done:
+        assert _solo_difference(batching_context, session_factory, job) <= 2
+        assert [data["status"] for data in _events(batching_context, job.id, "status")] == ["running", "succeeded"]
+        # The first step of the stopped call reached nobody: each job's progress is that of the shared call.
+        assert [data["step"] for data in _events(batching_context, job.id, "progress")] == [1, 2]
+
+
+def test_a_lone_job_that_nothing_joins_asks_the_database_for_companions_only_when_claimed(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    batching_context: JobContext,
+    wait_status: WaitStatus,
+    painting: Painting,
+) -> None:
+    job_id = make_generation(session, owner=make_user(session), model=TINY, steps=8, seed=7).id
+
+    painting.pool.append(make_pool(batching_context))
+    done = wait_status(session_factory, job_id, FINAL)
+
+    assert done.status == Status.SUCCEEDED
+    assert painting.looks == 1  # at its claim; no step end looked, since nothing was enqueued
+    assert painting.shared == []
+    _wait_for_final_events(batching_context, [job_id])
+    assert [data["step"] for data in _events(batching_context, job_id, "progress")] == list(range(1, 9))
+    assert _solo_difference(batching_context, session_factory, done) == 0
+
+
+def test_a_job_arriving_after_the_window_is_painted_after_the_call_not_in_it(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    batching_context: JobContext,
+    wait_status: WaitStatus,
+    painting: Painting,
+) -> None:
+    owner = make_user(session)
+    owner_id = owner.id
+    submit = _submitter(session_factory, make_generation, painting)
+    arrived: list[int] = []
+    late = join_window(8) + 1  # step 3 of 8
+
+    def arrive_past_the_window(seeds: list[int], progress: StepProgress) -> None:
+        if seeds == [100] and progress.step == late and not arrived:
+            arrived.append(submit(owner_id, steps=8, seed=200))
+
+    painting.hook = arrive_past_the_window
+    painting.pool.append(make_pool(batching_context))
+    # Made once the pool runs: the step hook tells that pool of arrivals.
+    first = make_generation(session, owner=owner, model=TINY, steps=8, seed=100).id
+    done = _wait_all(wait_status, session_factory, first, arrived)
+
+    assert [job.status for job in done] == [Status.SUCCEEDED] * 2
+    assert painting.shared == []
+    assert painting.looks == 2  # one at each job's claim: no step end past the window asks
+    _wait_for_final_events(batching_context, [first, *arrived])
+    assert [data["step"] for data in _events(batching_context, first, "progress")] == list(range(1, 9))
+    assert done[0].finished_at is not None and done[1].claimed_at is not None
+    assert done[1].claimed_at >= done[0].finished_at
+
+
+def test_a_job_that_cannot_share_the_call_does_not_stop_it(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    batching_context: JobContext,
+    wait_status: WaitStatus,
+    painting: Painting,
+) -> None:
+    owner = make_user(session)
+    owner_id = owner.id
+    submit = _submitter(session_factory, make_generation, painting)
+    arrived: list[int] = []
+
+    def another_call_arrives(seeds: list[int], progress: StepProgress) -> None:
+        if seeds == [100] and progress.step == 1 and not arrived:
+            arrived.append(submit(owner_id, steps=3, seed=200))  # other steps: another call
+
+    painting.hook = another_call_arrives
+    painting.pool.append(make_pool(batching_context))
+    # Made once the pool runs: the step hook tells that pool of arrivals.
+    first = make_generation(session, owner=owner, model=TINY, steps=4, seed=100).id
+    done = _wait_all(wait_status, session_factory, first, arrived)
+
+    assert [job.status for job in done] == [Status.SUCCEEDED] * 2
+    assert painting.shared == []
+    _wait_for_final_events(batching_context, [first, *arrived])
+    # Looked once at the arrival, claimed nothing and went on: no step painted twice.
+    assert [data["step"] for data in _events(batching_context, first, "progress")] == [1, 2, 3, 4]
+    assert painting.looks == 3
+
+
+def test_an_arrival_never_skips_a_job_the_fair_order_runs_first(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    batching_context: JobContext,
+    wait_status: WaitStatus,
+    painting: Painting,
+) -> None:
+    alice, bob = make_user(session, "alice"), make_user(session, "bob")
+    alice_id, bob_id = alice.id, bob.id
+    submit = _submitter(session_factory, make_generation, painting)
+    arrived: list[int] = []
+
+    def both_arrive(seeds: list[int], progress: StepProgress) -> None:
+        if seeds == [1] and progress.step == 1 and not arrived:
+            # Bob was never served, so his job comes first; it cannot share the call, so Alice's
+            # second job, which could, must not pass it.
+            arrived.append(submit(bob_id, steps=3, seed=2))
+            arrived.append(submit(alice_id, steps=4, seed=3))
+
+    painting.hook = both_arrive
+    painting.pool.append(make_pool(batching_context))
+    # Made once the pool runs: the step hook tells that pool of arrivals.
+    first = make_generation(session, owner=alice, model=TINY, steps=4, seed=1).id
+    done = {job.id: job for job in _wait_all(wait_status, session_factory, first, arrived)}
+
+    assert all(job.status == Status.SUCCEEDED for job in done.values())
+    assert painting.shared == []
+    claimed = sorted(done, key=lambda job_id: (done[job_id].claimed_at, job_id))
+    assert claimed == [first, *arrived]
+
+
+def test_a_trickle_of_arrivals_restarts_a_call_at_most_a_few_times(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    batching_context: JobContext,
+    wait_status: WaitStatus,
+    painting: Painting,
+) -> None:
+    owner = make_user(session)
+    owner_id = owner.id
+    submit = _submitter(session_factory, make_generation, painting)
+    arrived: list[int] = []
+
+    def one_arrives_at_every_step(seeds: list[int], progress: StepProgress) -> None:
+        if len(arrived) < JOIN_RESTARTS + 2:
+            arrived.append(submit(owner_id, steps=20, seed=101 + len(arrived)))
+
+    painting.hook = one_arrives_at_every_step
+    painting.pool.append(make_pool(batching_context))
+    # Made once the pool runs: the step hook tells that pool of arrivals.
+    first = make_generation(session, owner=owner, model=TINY, steps=20, seed=100).id
+    done = _wait_all(wait_status, session_factory, first, arrived)
+
+    assert [job.status for job in done] == [Status.SUCCEEDED] * (JOIN_RESTARTS + 3)
+    # Three restarts took the first three arrivals; the next two arrived too late and share the next call.
+    assert painting.shared == [[100, 101], [100, 101, 102], [100, 101, 102, 103], [104, 105]]
+    for job in done:
+        assert _solo_difference(batching_context, session_factory, job) <= 2
+
+
+def test_a_member_that_joined_can_be_cancelled_and_the_others_finish(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    batching_context: JobContext,
+    wait_status: WaitStatus,
+    painting: Painting,
+) -> None:
+    owner = make_user(session)
+    owner_id = owner.id
+    submit = _submitter(session_factory, make_generation, painting)
+    arrived: list[int] = []
+
+    def arrive_then_cancel(seeds: list[int], progress: StepProgress) -> None:
+        if seeds == [100] and progress.step == 1 and not arrived:
+            arrived.append(submit(owner_id, steps=6, seed=200))
+        elif seeds == [100, 200] and progress.step == 2:  # the artist cancels it, as the route does
+            with session_factory() as cancelling:
+                user = cancelling.get(User, owner_id)
+                assert user is not None
+                cancelled = queue.cancel(cancelling, generation_id=arrived[0], user=user)
+            batching_context.bus.publish(arrived[0], "status", {"status": cancelled.status.value})
+
+    painting.hook = arrive_then_cancel
+    painting.pool.append(make_pool(batching_context))
+    # Made once the pool runs: the step hook tells that pool of arrivals.
+    first = make_generation(session, owner=owner, model=TINY, steps=6, seed=100).id
+    done = _wait_all(wait_status, session_factory, first, arrived)
+
+    assert [job.status for job in done] == [Status.SUCCEEDED, Status.CANCELLED]
+    assert painting.shared == [[100, 200]]  # the first job was not painted again
+    assert [len(job.images) for job in done] == [1, 0]
+    _wait_for_final_events(batching_context, [first, *arrived])
+    assert [data["step"] for data in _events(batching_context, first, "progress")] == list(range(1, 7))
+    assert [data["step"] for data in _events(batching_context, arrived[0], "progress")] == [1]
+    assert _solo_difference(batching_context, session_factory, done[0]) <= 2
+    stored = {image.sha256 for job in done for image in job.images}
+    assert {path.stem for path in batching_context.store.root.glob("??/??/*.png")} == stored
+
+
+def test_a_job_that_joined_is_beaten_and_a_shutdown_hands_it_back_with_the_others(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    batching_context: JobContext,
+    painting: Painting,
+) -> None:
+    owner = make_user(session)
+    owner_id = owner.id
+    submit = _submitter(session_factory, make_generation, painting)
+    arrived: list[int] = []
+
+    def arrive_at_the_first_step(seeds: list[int], progress: StepProgress) -> None:
+        if seeds == [100] and progress.step == 1 and not arrived:
+            arrived.append(submit(owner_id, steps=400, seed=200))
+
+    painting.hook = arrive_at_the_first_step
+    pool = make_pool(batching_context)
+    painting.pool.append(pool)
+    # Made once the pool runs: the step hook tells that pool of arrivals.
+    first = make_generation(session, owner=owner, model=TINY, steps=400, seed=100).id
+    _wait_for_progress(batching_context, [first])
+    _wait_for_progress(batching_context, arrived)
+    job_ids = [first, *arrived]
+
+    def beats() -> dict[int, Any]:
+        with session_factory() as reading:
+            return {job_id: reading.get(Generation, job_id).heartbeat_at for job_id in job_ids}  # type: ignore[union-attr]
+
+    before = beats()
+    for _ in range(2400):  # heartbeats come every 0.1 s here; a generous bound on seeing one for each job
+        later = beats()
+        if all(later[job_id] != before[job_id] for job_id in job_ids):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"not every member's heartbeat moved: {before} -> {later}")
+
+    pool.stop()
+
+    assert painting.shared == [[100, 200]]
+    with session_factory() as reading:
+        for job_id in job_ids:
+            row = reading.get(Generation, job_id)
+            assert row is not None
+            assert (row.status, row.worker, row.attempts, row.images) == (Status.QUEUED, None, 0, [])
+            statuses = [data["status"] for data in _events(batching_context, job_id, "status")]
+            assert statuses == ["running", "queued"]
