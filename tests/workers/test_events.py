@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from app.workers import events
 from app.workers.events import Event, MemoryEventBus, RedisEventBus
 
 
@@ -123,6 +124,28 @@ def test_a_watched_generation_wakes_its_watcher_on_every_publish_until_unwatched
     assert not bus.watched(9)
     bus.publish(9, "progress", {"step": 2, "total": 2})
     assert woken == [1, 2]
+
+
+def test_progress_wakes_a_stream_at_most_once_per_interval_and_a_status_or_preview_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(events.time, "monotonic", lambda: clock[0])
+    bus = MemoryEventBus()
+    woken: list[int] = []
+    bus.watch(3, lambda: woken.append(len(bus.read(3))))
+
+    for step in (1, 2, 3):  # steps a few milliseconds apart: the first wakes the stream
+        bus.publish(3, "progress", {"step": step, "total": 6})
+        clock[0] += 0.004
+    clock[0] += events.PROGRESS_WAKE_SECONDS
+    bus.publish(3, "progress", {"step": 4, "total": 6})  # an interval later: relays 2 to 4 at once
+    bus.publish(3, "progress", {"step": 5, "total": 6, "preview": "data:image/webp;base64,"})
+    bus.publish(3, "progress", {"step": 6, "total": 6})
+    bus.publish(3, "status", {"status": "succeeded"})
+
+    assert woken == [1, 4, 5, 7]
+    assert [event.data.get("step") for event in bus.read(3)] == [1, 2, 3, 4, 5, 6, None]
 
 
 def test_a_generation_stays_watched_while_any_of_its_streams_is_open() -> None:
