@@ -1,6 +1,6 @@
 """Dynamic batching: 8 compatible jobs submitted at once against the same 8 one after another, through the studio.
 
-python bench/batching.py [--rounds 3] [--jobs 8] [--steps 20] [--threads 2]
+python bench/batching.py [--rounds 3] [--jobs 8] [--steps 20] [--threads 2] [--gap 0.02]
 
 One process holds an embedded studio (its worker pool on the CPU, studio-tiny, 64x64) driven
 through its JSON API in-process, with the default STUDIO_MAX_BATCH (8 images a call on the CPU).
@@ -77,10 +77,14 @@ def fetch(client: TestClient, job: dict[str, Any]) -> bytes:
 
 
 def at_once(
-    client: TestClient, jobs: list[tuple[str, int]], *, steps: int, scheduler: str
+    client: TestClient, jobs: list[tuple[str, int]], *, steps: int, scheduler: str, gap: float = 0.0
 ) -> tuple[float, float, list[bytes]]:
     started, cpu = time.perf_counter(), time.process_time()
-    submitted = [submit(client, prompt=prompt, seed=seed, steps=steps, scheduler=scheduler) for prompt, seed in jobs]
+    submitted = []
+    for index, (prompt, seed) in enumerate(jobs):
+        if gap and index:
+            time.sleep(gap)
+        submitted.append(submit(client, prompt=prompt, seed=seed, steps=steps, scheduler=scheduler))
     pngs = [fetch(client, job) for job in submitted]
     return time.perf_counter() - started, time.process_time() - cpu, pngs
 
@@ -108,6 +112,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--scheduler", default="dpm++-2m")
+    # A burst spread out: the worker then claims the first job alone while the others arrive.
+    parser.add_argument("--gap", type=float, default=0.0, help="seconds between the submits of a burst")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     jobs = [(PROMPTS[index % len(PROMPTS)], 1000 + index) for index in range(args.jobs)]
@@ -160,7 +166,7 @@ def main() -> None:
                 restarted.append([])
                 phase[0] = "at once"
                 in_calls[phase[0]].append(0.0)
-                seconds, cpu, batched = at_once(client, jobs, steps=args.steps, scheduler=args.scheduler)
+                seconds, cpu, batched = at_once(client, jobs, steps=args.steps, scheduler=args.scheduler, gap=args.gap)
                 batched_rates.append(len(jobs) / seconds)
                 batched_cpu.append(len(jobs) / cpu)
                 phase[0] = "one after another"
@@ -172,7 +178,7 @@ def main() -> None:
     batched_rate, solo_rate = statistics.median(batched_rates), statistics.median(solo_rates)
     print(
         f"studio-tiny 64x64, {args.steps} steps, {args.scheduler}, {args.threads} torch threads, "
-        f"{args.jobs} jobs, {args.rounds} rounds"
+        f"{args.jobs} jobs, {args.rounds} rounds" + (f", {args.gap:.3f} s between submits at once" if args.gap else "")
     )
     print(f"at once (batched):  median {batched_rate:.2f} images/s  (rounds: {_rates(batched_rates)})")
     print(f"one after another:  median {solo_rate:.2f} images/s  (rounds: {_rates(solo_rates)})")

@@ -11,8 +11,10 @@ there). Where the pool says something was enqueued since the last look (``arriva
 worker has no such signal and does not look), the step end claims companions again, in fair
 order and within the bound; if it got any, the call stops and starts again from step 0 with
 them, so every image is still painted from its own seeds. Only a call's first steps look
-(``join_window``), at most ``JOIN_RESTARTS`` times, so a trickle of arrivals cannot hold the
-first jobs back; a step end with nothing enqueued since the last look asks the database nothing.
+(``join_window``); while a burst is still arriving the claim waits a step for the rest of it; at
+most ``JOIN_RESTARTS`` restarts throwing away at most half the steps (``join_budget``), so a
+trickle of arrivals cannot hold the first jobs back. A step end with nothing enqueued since the
+last look asks the database nothing.
 
 Each member of a batch stays a job of its own:
 - events: its own ``running``, progress (its own step, its own preview) and final status;
@@ -63,18 +65,27 @@ GPU_BATCH_CEILING = 16
 
 # Jobs that arrive while a call paints join it only at the end of one of its first steps: a
 # quarter of them, at least the first, never the last. A restart throws those steps away for the
-# jobs already in the call, which costs less than the joiner's own call would (on the CPU an image
-# alone costs about twice its share of a batch of 8). The steps thrown away by all of a call's
-# restarts together stay within the window, and there are at most JOIN_RESTARTS of them (each
-# costs the call's set-up again), so a trickle of arrivals throws away at most a quarter of the
-# first job's steps.
+# jobs already in the call, which costs less than the joiners' own call would (on the CPU an image
+# alone costs about twice its share of a batch of 8). A burst of submissions arrives over several
+# steps, and each restart costs the call's set-up and its steps again: while jobs are still
+# arriving (the count moved during the step that just ended), the claim waits for the next step
+# end, up to the last one a restart may use, so one restart takes the burst rather than one per
+# step. The steps thrown away by all of a call's restarts together stay within half of its steps
+# (JOIN_THROWN), in at most JOIN_RESTARTS restarts, so a trickle of arrivals cannot hold the first
+# job back.
 JOIN_WINDOW = 0.25
+JOIN_THROWN = 0.5
 JOIN_RESTARTS = 3
 
 
 def join_window(total: int) -> int:
     """The step ends (1 to this) of a ``total``-step call at which arriving jobs may join it."""
     return max(1, int(total * JOIN_WINDOW))
+
+
+def join_budget(total: int) -> int:
+    """The steps all the restarts of a ``total``-step call may throw away together."""
+    return max(1, int(total * JOIN_THROWN))
 
 
 def memory_bound(free_bytes: int, *, width: int, height: int) -> int:
@@ -195,7 +206,8 @@ class _Joining:
     def __init__(self, claims: _Claims, arrivals: Callable[[], int], *, seen: int) -> None:
         self.claims = claims
         self._arrivals = arrivals
-        self._seen = seen
+        self._seen = seen  # the count when the database was last asked
+        self._last = seen  # the count at the last step end
         self._step = 0  # the step end last looked at: each member's callback hears every step
         self.restarts = 0
         self.thrown = 0  # steps thrown away by the restarts so far
@@ -215,14 +227,17 @@ class _Joining:
         if done == self._step:
             return False
         self._step = done
-        window = join_window(total)
-        if done > window or done >= total or self.thrown + done > window or self.restarts >= JOIN_RESTARTS:
+        # The last step end at which a restart may still come: in the window, before the last
+        # step, within what the restarts may throw away.
+        last = min(join_window(total), total - 1, join_budget(total) - self.thrown)
+        if done > last or self.restarts >= JOIN_RESTARTS:
             return False
         # The pool counts an enqueue after its row commits, so a job counted after ``_seen`` was
-        # read is either seen by this claim or counted again for the next look.
+        # read is either seen by the claim below or counted again for the next look.
         arrived = self._arrivals()
-        if arrived == self._seen:
-            return False
+        moved, self._last = arrived != self._last, arrived
+        if arrived == self._seen or (moved and done < last):
+            return False  # nothing new; or a burst still arriving: the next step end takes more of it
         self._seen = arrived
         joined = self.claims.claim()
         if not joined:

@@ -18,7 +18,7 @@ from app.db.models import Generation, Status, User
 from app.engine.runner import StepProgress, run
 from app.services import queue
 from app.workers import batches
-from app.workers.batches import JOIN_RESTARTS, join_window
+from app.workers.batches import JOIN_RESTARTS, join_budget, join_window
 from app.workers.jobs import JobContext
 from app.workers.pool import WorkerPool
 from app.workers.specs import spec_for
@@ -113,8 +113,9 @@ def _solo_difference(context: JobContext, session_factory: sessionmaker[Session]
     return worst
 
 
-def test_the_window_is_a_quarter_of_the_steps_and_at_least_the_first() -> None:
+def test_the_window_is_a_quarter_of_the_steps_and_the_restarts_throw_away_at_most_half() -> None:
     assert [join_window(total) for total in (1, 2, 4, 8, 20, 30)] == [1, 1, 1, 2, 5, 7]
+    assert [join_budget(total) for total in (1, 2, 4, 8, 20, 30)] == [1, 1, 2, 4, 10, 15]
 
 
 def test_a_job_arriving_at_the_first_step_of_a_lone_job_joins_its_call_and_each_equals_its_solo_painting(
@@ -278,7 +279,7 @@ def test_an_arrival_never_skips_a_job_the_fair_order_runs_first(
     assert claimed == [first, *arrived]
 
 
-def test_a_trickle_of_arrivals_restarts_a_call_at_most_a_few_times(
+def test_a_burst_arriving_over_several_steps_joins_in_one_restart(
     session: Session,
     session_factory: sessionmaker[Session],
     make_user: Callable[..., User],
@@ -293,21 +294,91 @@ def test_a_trickle_of_arrivals_restarts_a_call_at_most_a_few_times(
     submit = _submitter(session_factory, make_generation, painting)
     arrived: list[int] = []
 
-    def one_arrives_at_every_step(seeds: list[int], progress: StepProgress) -> None:
-        if len(arrived) < JOIN_RESTARTS + 2:
+    def one_arrives_at_each_of_the_first_three_steps(seeds: list[int], progress: StepProgress) -> None:
+        if seeds == [100] and progress.step <= 3 and len(arrived) < 3:
             arrived.append(submit(owner_id, steps=20, seed=101 + len(arrived)))
 
-    painting.hook = one_arrives_at_every_step
+    painting.hook = one_arrives_at_each_of_the_first_three_steps
     painting.pool.append(make_pool(batching_context))
     # Made once the pool runs: the step hook tells that pool of arrivals.
     first = make_generation(session, owner=owner, model=TINY, steps=20, seed=100).id
     done = _wait_all(wait_status, session_factory, first, arrived)
 
-    assert [job.status for job in done] == [Status.SUCCEEDED] * (JOIN_RESTARTS + 3)
-    # Three restarts took the first three arrivals; the next two arrived too late and share the next call.
-    assert painting.shared == [[100, 101], [100, 101, 102], [100, 101, 102, 103], [104, 105]]
+    assert [job.status for job in done] == [Status.SUCCEEDED] * 4
+    # Jobs arrived during steps 1 to 3, none during step 4: the claim waited for the burst's end.
+    assert painting.shared == [[100, 101, 102, 103]]
+    assert painting.looks == 2  # at the claim, and once at step 4
+    _wait_for_final_events(batching_context, [first, *arrived])
+    assert [data["step"] for data in _events(batching_context, first, "progress")] == [1, 2, 3, *range(1, 21)]
+
+
+def test_a_call_restarts_at_most_a_few_times(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    batching_context: JobContext,
+    wait_status: WaitStatus,
+    painting: Painting,
+) -> None:
+    owner = make_user(session)
+    owner_id = owner.id
+    submit = _submitter(session_factory, make_generation, painting)
+    arrived: list[int] = []
+
+    def one_arrives_at_the_first_step_of_every_call(seeds: list[int], progress: StepProgress) -> None:
+        if 100 in seeds and progress.step == 1 and len(arrived) <= JOIN_RESTARTS:
+            arrived.append(submit(owner_id, steps=20, seed=101 + len(arrived)))
+
+    painting.hook = one_arrives_at_the_first_step_of_every_call
+    painting.pool.append(make_pool(batching_context))
+    # Made once the pool runs: the step hook tells that pool of arrivals.
+    first = make_generation(session, owner=owner, model=TINY, steps=20, seed=100).id
+    done = _wait_all(wait_status, session_factory, first, arrived)
+
+    assert [job.status for job in done] == [Status.SUCCEEDED] * (JOIN_RESTARTS + 2)
+    # Each call restarted at its second step for the job that arrived at its first, three times;
+    # the fourth arrival waited for the call to end and was painted alone.
+    assert painting.shared == [[100, 101], [100, 101, 102], [100, 101, 102, 103]]
+    _wait_for_final_events(batching_context, [first, *arrived])
+    assert [data["step"] for data in _events(batching_context, first, "progress")] == [1, 1, 1, *range(1, 21)]
     for job in done:
         assert _solo_difference(batching_context, session_factory, job) <= 2
+
+
+def test_a_trickle_of_arrivals_throws_away_at_most_half_of_a_calls_steps(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    job_context: JobContext,
+    wait_status: WaitStatus,
+    painting: Painting,
+) -> None:
+    context = replace(job_context, max_batch=16)
+    owner = make_user(session)
+    owner_id = owner.id
+    submit = _submitter(session_factory, make_generation, painting)
+    arrived: list[int] = []
+
+    def one_arrives_at_every_step(seeds: list[int], progress: StepProgress) -> None:
+        if 100 in seeds and len(arrived) < 12:
+            arrived.append(submit(owner_id, steps=20, seed=101 + len(arrived)))
+
+    painting.hook = one_arrives_at_every_step
+    painting.pool.append(make_pool(context))
+    # Made once the pool runs: the step hook tells that pool of arrivals.
+    first = make_generation(session, owner=owner, model=TINY, steps=20, seed=100).id
+    done = _wait_all(wait_status, session_factory, first, arrived)
+
+    assert [job.status for job in done] == [Status.SUCCEEDED] * 13
+    assert (join_window(20), join_budget(20)) == (5, 10)
+    # Still arriving at every step: each restart came at the window's last step (5), and after two
+    # the call had thrown away 10 of its 20 steps, so it went on to the end; the last two arrivals
+    # share the next call.
+    assert painting.shared == [list(range(100, 106)), list(range(100, 111)), [111, 112]]
 
 
 def test_a_member_that_joined_can_be_cancelled_and_the_others_finish(
