@@ -450,13 +450,13 @@ def recording(
         originals = [module.processor for module in layers]
         for module, existing in zip(layers, originals, strict=True):
             module.set_processor(_recording_processor(existing, recorder))
-        steps = unet.register_forward_pre_hook(recorder.unet_starts, with_kwargs=True)
+        counting = unet.register_forward_pre_hook(recorder.unet_starts, with_kwargs=True)
         try:
             yield result
         finally:
             for module, existing in zip(layers, originals, strict=True):
                 module.set_processor(existing)
-            steps.remove()
+            counting.remove()
         result.token_maps = recorder.token_maps()
         return
 
