@@ -44,10 +44,11 @@ def test_painting_with_ctrl_enter_shows_the_new_card_in_view_with_its_step(artis
 
 def test_a_queued_card_says_how_many_are_ahead_and_a_running_one_its_step(artist: Artist) -> None:
     page = artist.page
-    # Three jobs of 40 steps keep the one worker busy while the studio page is read.
+    # Three long jobs keep the one worker busy while the studio page is read. Their step counts
+    # differ so that none can join another's call (dynamic batching), and the last one waits.
     first = artist.paint("a long painting", wait=False, steps=40)
-    artist.paint("a second long painting", wait=False, steps=40)
-    last = artist.paint("a third long painting", wait=False, steps=40)
+    artist.paint("a second long painting", wait=False, steps=41)
+    last = artist.paint("a third long painting", wait=False, steps=42)
     artist.goto("/")
     queued = page.locator(f"#job-{last['id']} [data-role=step]")
     assert re.search(r"\d+ ahead", queued.inner_text()), queued.inner_text()
