@@ -29,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from app.engine import prompt_cache  # noqa: E402
 from app.engine.registry import ModelRegistry  # noqa: E402
 from app.engine.runner import GenerationSpec, run  # noqa: E402
 
@@ -61,10 +62,20 @@ def parse(label: str) -> Setting:
     return setting
 
 
-def paint(registry: ModelRegistry, model: str, setting: Setting, *, seed: int, batch: int = 1) -> float:
-    """Seconds per image of one engine call under ``setting``."""
+def paint(
+    registry: ModelRegistry, model: str, setting: Setting, *, seed: int, batch: int = 1, new_prompt: bool = False
+) -> float:
+    """Seconds per image of one engine call under ``setting``.
+
+    The engine keeps each prompt's text embeddings (app.engine.prompt_cache), so a repeated prompt is
+    encoded once; ``new_prompt`` forgets this one first, so the call costs what a prompt never seen does.
+    """
     torch.set_num_threads(setting.threads)
     pipeline = registry.pipeline(model, "cpu")
+    if new_prompt:
+        kept = getattr(pipeline.text_encoder, prompt_cache.ATTRIBUTE, None)
+        if kept is not None:
+            kept[1].pop(PROMPT, None)
     layout = torch.channels_last if setting.channels_last else torch.contiguous_format
     pipeline.unet.to(memory_format=layout)
     eager = getattr(pipeline, "_bench_eager_unet", None)
@@ -93,6 +104,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--settings", default=DEFAULT_SETTINGS, help="comma-separated settings (see above)")
     parser.add_argument("--compile", action="store_true", help="add 2t-compiled (its warm-up takes minutes)")
+    parser.add_argument(
+        "--new-prompt", action="store_true", help="encode the prompt on every call, as a prompt never painted before"
+    )
     args = parser.parse_args()
 
     labels = args.settings.split(",") + (["2t-compiled"] if args.compile else [])
@@ -113,17 +127,23 @@ def main() -> None:
     timings: dict[str, list[float]] = {setting.label: [] for setting in settings}
     for repeat in range(args.repeats):
         for setting in settings:
-            timings[setting.label].append(paint(registry, args.model.name, setting, seed=repeat))
+            timings[setting.label].append(
+                paint(registry, args.model.name, setting, seed=repeat, new_prompt=args.new_prompt)
+            )
     for setting in settings:
         values = timings[setting.label]
         print(
             f"batch 1, {setting.label:16} {setting.threads} threads, {setting.steps:2} steps {setting.scheduler}"
             f"{', channels-last' if setting.channels_last else ''}{', compiled' if setting.compiled else ''}: "
             f"{statistics.median(values):.3f} s per image (median of {args.repeats}, min {min(values):.3f})"
+            f"{', a new prompt each call' if args.new_prompt else ''}"
         )
     base = Setting(label="batch 8", threads=default_threads)
     paint(registry, args.model.name, base, seed=0, batch=8)
-    per_image = [paint(registry, args.model.name, base, seed=repeat, batch=8) for repeat in range(args.repeats)]
+    per_image = [
+        paint(registry, args.model.name, base, seed=repeat, batch=8, new_prompt=args.new_prompt)
+        for repeat in range(args.repeats)
+    ]
     print(
         f"batch 8, {default_threads} threads, 20 steps dpm++-2m: {statistics.median(per_image):.3f} s per image "
         f"(median of {args.repeats}, min {min(per_image):.3f}); load average after: {os.getloadavg()[0]:.1f}"
