@@ -19,6 +19,11 @@ from app.services.errors import NotFound
 from app.services.storage import ImageStore
 from app.workers.events import EventBus
 
+# The dependencies that only read the app's state or the request are coroutines: FastAPI runs a plain
+# function dependency on a worker thread, one hand-off (and, while a worker paints, one wait for the
+# interpreter lock) per dependency, and a job's submit, its JSON and its PNG each resolve several.
+# Those that query the database stay plain functions, off the event loop.
+
 
 def get_session(request: Request) -> Iterator[Session]:
     """The request's session; closed (its connection back in the pool) once the route has returned.
@@ -31,32 +36,32 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_catalog(request: Request) -> ModelCatalog:
+async def get_catalog(request: Request) -> ModelCatalog:
     catalog: ModelCatalog = request.app.state.catalog
     return catalog
 
 
-def get_store(request: Request) -> ImageStore:
+async def get_store(request: Request) -> ImageStore:
     store: ImageStore = request.app.state.store
     return store
 
 
-def get_bus(request: Request) -> EventBus:
+async def get_bus(request: Request) -> EventBus:
     bus: EventBus = request.app.state.bus
     return bus
 
 
-def get_dispatch(request: Request) -> Callable[[int], None]:
+async def get_dispatch(request: Request) -> Callable[[int], None]:
     dispatch: Callable[[int], None] = request.app.state.dispatch
     return dispatch
 
 
-def get_templates(request: Request) -> Jinja2Templates:
+async def get_templates(request: Request) -> Jinja2Templates:
     templates: Jinja2Templates = request.app.state.templates
     return templates
 
@@ -71,7 +76,7 @@ DispatchDep = Annotated[Callable[[int], None], Depends(get_dispatch)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 
 
-def get_submitter(session: SessionDep, dispatch: DispatchDep, settings: SettingsDep) -> Submitter:
+async def get_submitter(session: SessionDep, dispatch: DispatchDep, settings: SettingsDep) -> Submitter:
     return Submitter(session, dispatch, max_queued=settings.max_queued_per_user)
 
 
@@ -134,7 +139,7 @@ def _acting_user(request: Request, session: Session, settings: Settings) -> User
 OptionalUser = Annotated[User | None, Depends(optional_user)]
 
 
-def current_user(user: OptionalUser) -> User:
+async def current_user(user: OptionalUser) -> User:
     if user is None:
         raise LoginRequired()
     return user
@@ -143,7 +148,7 @@ def current_user(user: OptionalUser) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def admin_user(user: CurrentUser) -> User:
+async def admin_user(user: CurrentUser) -> User:
     """An admin; anyone else is told the page does not exist (404, not 403)."""
     if user.role != Role.ADMIN:
         raise NotFound("not found")
@@ -158,7 +163,7 @@ def _is_loopback_host(host_header: str) -> bool:
     return host.strip("[]") in LOOPBACK_HOSTS
 
 
-def api_csrf(request: Request, user: OptionalUser, settings: SettingsDep) -> None:
+async def api_csrf(request: Request, user: OptionalUser, settings: SettingsDep) -> None:
     """Refuse a state-changing JSON request that a browser could have been tricked into sending.
 
     - Bearer requests need no token: a browser never attaches an Authorization header by itself.
