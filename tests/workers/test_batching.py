@@ -80,6 +80,22 @@ def _wait_for_progress(context: JobContext, job_ids: list[int]) -> None:
     raise AssertionError("the jobs never reported progress")
 
 
+def _wait_for_every_heartbeat(session_factory: sessionmaker[Session], job_ids: list[int]) -> None:
+    """Returns once every job's heartbeat has moved; fails if one does not within two minutes."""
+
+    def beats() -> dict[int, Any]:
+        with session_factory() as reading:
+            return {job_id: reading.get(Generation, job_id).heartbeat_at for job_id in job_ids}  # type: ignore[union-attr]
+
+    first = beats()
+    for _ in range(2400):  # heartbeats come every 0.1 s here; a generous bound on seeing one for each job
+        later = beats()
+        if all(later[job_id] != first[job_id] for job_id in job_ids):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not every member's heartbeat moved: {first} -> {later}")
+
+
 def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(PILImage.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
@@ -222,18 +238,7 @@ def test_every_member_keeps_its_own_heartbeat(
     pool = make_pool(batching_context)
     _wait_for_progress(batching_context, job_ids)
 
-    def beats() -> dict[int, Any]:
-        with session_factory() as reading:
-            return {job_id: reading.get(Generation, job_id).heartbeat_at for job_id in job_ids}  # type: ignore[union-attr]
-
-    first = beats()
-    for _ in range(2400):  # heartbeats come every 0.1 s here; a generous bound on seeing one for each job
-        later = beats()
-        if all(later[job_id] != first[job_id] for job_id in job_ids):
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"not every member's heartbeat moved: {first} -> {later}")
+    _wait_for_every_heartbeat(session_factory, job_ids)
     assert len(calls) == 1
     pool.stop()
 

@@ -4,7 +4,6 @@ outcome."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
@@ -23,7 +22,13 @@ from app.workers.jobs import JobContext
 from app.workers.pool import WorkerPool
 from app.workers.specs import spec_for
 from tests.tiny_pipeline import TINY
-from tests.workers.test_batching import _events, _pixels, _wait_for_final_events, _wait_for_progress
+from tests.workers.test_batching import (
+    _events,
+    _pixels,
+    _wait_for_every_heartbeat,
+    _wait_for_final_events,
+    _wait_for_progress,
+)
 
 MakePool = Callable[..., WorkerPool]
 WaitStatus = Callable[..., Generation]
@@ -450,18 +455,7 @@ def test_a_job_that_joined_is_beaten_and_a_shutdown_hands_it_back_with_the_other
     _wait_for_progress(batching_context, arrived)
     job_ids = [first, *arrived]
 
-    def beats() -> dict[int, Any]:
-        with session_factory() as reading:
-            return {job_id: reading.get(Generation, job_id).heartbeat_at for job_id in job_ids}  # type: ignore[union-attr]
-
-    before = beats()
-    for _ in range(2400):  # heartbeats come every 0.1 s here; a generous bound on seeing one for each job
-        later = beats()
-        if all(later[job_id] != before[job_id] for job_id in job_ids):
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"not every member's heartbeat moved: {before} -> {later}")
+    _wait_for_every_heartbeat(session_factory, job_ids)
 
     pool.stop()
 
