@@ -83,26 +83,63 @@ def painting(monkeypatch: pytest.MonkeyPatch) -> Painting:
     return seen
 
 
-def _submitter(
-    session_factory: sessionmaker[Session], make_generation: Callable[..., Generation], painting: Painting
-) -> Callable[..., int]:
-    """Enqueues a job as the routes do from the worker's thread: the row committed, then the pool told."""
+@dataclass
+class Scene:
+    """A pool that batches, an artist, and the jobs that arrive while a first one is painted."""
 
-    def submit(owner_id: int, **values: Any) -> int:
-        with session_factory() as submitting:
-            job_id = make_generation(submitting, owner=SimpleNamespace(id=owner_id), model=TINY, **values).id
-        painting.pool[0].notify()
+    session: Session
+    session_factory: sessionmaker[Session]
+    make_user: Callable[..., User]
+    make_generation: Callable[..., Generation]
+    make_pool: MakePool
+    context: JobContext
+    wait_status: WaitStatus
+    painting: Painting
+    owner: User
+    arrived: list[int] = field(default_factory=list)  # what the step hooks submitted, in order
+
+    def submit(self, owner_id: int, **values: Any) -> int:
+        """Enqueues a job as the routes do, from the worker's thread: the row committed, then the pool told."""
+        with self.session_factory() as submitting:
+            job_id = self.make_generation(submitting, owner=SimpleNamespace(id=owner_id), model=TINY, **values).id
+        self.painting.pool[0].notify()
         return int(job_id)
 
-    return submit
+    def start(self, hook: Hook, *, context: JobContext | None = None, owner: User | None = None, **values: Any) -> int:
+        """Starts a pool with ``hook`` at every step end, then enqueues the first job; its id."""
+        self.painting.hook = hook
+        self.painting.pool.append(self.make_pool(context or self.context))
+        # Made once the pool runs: the step hook tells that pool of arrivals.
+        return int(self.make_generation(self.session, owner=owner or self.owner, model=TINY, **values).id)
+
+    def wait(self, first: int) -> list[Generation]:
+        """The first job once it ended, then those that arrived while it was painted (known by then)."""
+        done = [self.wait_status(self.session_factory, first, FINAL)]
+        return done + [self.wait_status(self.session_factory, job_id, FINAL) for job_id in self.arrived]
 
 
-def _wait_all(
-    wait_status: WaitStatus, session_factory: sessionmaker[Session], first: int, arrived: list[int]
-) -> list[Generation]:
-    """The first job once it ended, then those that arrived while it was painted (known by then)."""
-    done = [wait_status(session_factory, first, FINAL)]
-    return done + [wait_status(session_factory, job_id, FINAL) for job_id in arrived]
+@pytest.fixture
+def scene(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    make_user: Callable[..., User],
+    make_generation: Callable[..., Generation],
+    make_pool: MakePool,
+    batching_context: JobContext,
+    wait_status: WaitStatus,
+    painting: Painting,
+) -> Scene:
+    return Scene(
+        session=session,
+        session_factory=session_factory,
+        make_user=make_user,
+        make_generation=make_generation,
+        make_pool=make_pool,
+        context=batching_context,
+        wait_status=wait_status,
+        painting=painting,
+        owner=make_user(session),
+    )
 
 
 def _solo_difference(context: JobContext, session_factory: sessionmaker[Session], job: Generation) -> int:
@@ -124,146 +161,84 @@ def test_the_window_is_a_quarter_of_the_steps_and_the_restarts_throw_away_at_mos
 
 
 def test_a_job_arriving_at_the_first_step_of_a_lone_job_joins_its_call_and_each_equals_its_solo_painting(
-    session: Session,
-    session_factory: sessionmaker[Session],
-    make_user: Callable[..., User],
-    make_generation: Callable[..., Generation],
-    make_pool: MakePool,
-    batching_context: JobContext,
-    wait_status: WaitStatus,
-    painting: Painting,
+    scene: Scene,
 ) -> None:
-    owner = make_user(session)
-    owner_id = owner.id
-    submit = _submitter(session_factory, make_generation, painting)
-    arrived: list[int] = []
+    owner_id, submit, arrived = scene.owner.id, scene.submit, scene.arrived
 
     def arrive_at_the_first_step(seeds: list[int], progress: StepProgress) -> None:
         if seeds == [100] and progress.step == 1 and not arrived:
             arrived.append(submit(owner_id, steps=2, seed=200, n_images=2, prompt="a yellow sun over a field"))
 
-    painting.hook = arrive_at_the_first_step
-    painting.pool.append(make_pool(batching_context))
-    # Made once the pool runs: the step hook tells that pool of arrivals.
-    first = make_generation(session, owner=owner, model=TINY, steps=2, seed=100, prompt="a red boat on a lake").id
-    done = _wait_all(wait_status, session_factory, first, arrived)
+    first = scene.start(arrive_at_the_first_step, steps=2, seed=100, prompt="a red boat on a lake")
+    done = scene.wait(first)
 
     assert [job.status for job in done] == [Status.SUCCEEDED] * 2, [job.error for job in done]
-    assert painting.shared == [[100, 200]]  # stopped at its first step, painted again with the arrival
+    assert scene.painting.shared == [[100, 200]]  # stopped at its first step, painted again with the arrival
     assert [len(job.images) for job in done] == [1, 2]
-    _wait_for_final_events(batching_context, [first, *arrived])
+    _wait_for_final_events(scene.context, [first, *arrived])
     for job in done:
-        assert _solo_difference(batching_context, session_factory, job) <= 2
-        assert [data["status"] for data in _events(batching_context, job.id, "status")] == ["running", "succeeded"]
+        assert _solo_difference(scene.context, scene.session_factory, job) <= 2
+        assert [data["status"] for data in _events(scene.context, job.id, "status")] == ["running", "succeeded"]
         # The first step of the stopped call reached nobody: each job's progress is that of the shared call.
-        assert [data["step"] for data in _events(batching_context, job.id, "progress")] == [1, 2]
+        assert [data["step"] for data in _events(scene.context, job.id, "progress")] == [1, 2]
 
 
-def test_a_lone_job_that_nothing_joins_asks_the_database_for_companions_only_when_claimed(
-    session: Session,
-    session_factory: sessionmaker[Session],
-    make_user: Callable[..., User],
-    make_generation: Callable[..., Generation],
-    make_pool: MakePool,
-    batching_context: JobContext,
-    wait_status: WaitStatus,
-    painting: Painting,
-) -> None:
-    job_id = make_generation(session, owner=make_user(session), model=TINY, steps=8, seed=7).id
+def test_a_lone_job_that_nothing_joins_asks_the_database_for_companions_only_when_claimed(scene: Scene) -> None:
+    job_id = scene.make_generation(scene.session, owner=scene.make_user(scene.session), model=TINY, steps=8, seed=7).id
 
-    painting.pool.append(make_pool(batching_context))
-    done = wait_status(session_factory, job_id, FINAL)
+    scene.painting.pool.append(scene.make_pool(scene.context))
+    done = scene.wait_status(scene.session_factory, job_id, FINAL)
 
     assert done.status == Status.SUCCEEDED
-    assert painting.looks == 1  # at its claim; no step end looked, since nothing was enqueued
-    assert painting.shared == []
-    _wait_for_final_events(batching_context, [job_id])
-    assert [data["step"] for data in _events(batching_context, job_id, "progress")] == list(range(1, 9))
-    assert _solo_difference(batching_context, session_factory, done) == 0
+    assert scene.painting.looks == 1  # at its claim; no step end looked, since nothing was enqueued
+    assert scene.painting.shared == []
+    _wait_for_final_events(scene.context, [job_id])
+    assert [data["step"] for data in _events(scene.context, job_id, "progress")] == list(range(1, 9))
+    assert _solo_difference(scene.context, scene.session_factory, done) == 0
 
 
-def test_a_job_arriving_after_the_window_is_painted_after_the_call_not_in_it(
-    session: Session,
-    session_factory: sessionmaker[Session],
-    make_user: Callable[..., User],
-    make_generation: Callable[..., Generation],
-    make_pool: MakePool,
-    batching_context: JobContext,
-    wait_status: WaitStatus,
-    painting: Painting,
-) -> None:
-    owner = make_user(session)
-    owner_id = owner.id
-    submit = _submitter(session_factory, make_generation, painting)
-    arrived: list[int] = []
+def test_a_job_arriving_after_the_window_is_painted_after_the_call_not_in_it(scene: Scene) -> None:
+    owner_id, submit, arrived = scene.owner.id, scene.submit, scene.arrived
     late = join_window(8) + 1  # step 3 of 8
 
     def arrive_past_the_window(seeds: list[int], progress: StepProgress) -> None:
         if seeds == [100] and progress.step == late and not arrived:
             arrived.append(submit(owner_id, steps=8, seed=200))
 
-    painting.hook = arrive_past_the_window
-    painting.pool.append(make_pool(batching_context))
-    # Made once the pool runs: the step hook tells that pool of arrivals.
-    first = make_generation(session, owner=owner, model=TINY, steps=8, seed=100).id
-    done = _wait_all(wait_status, session_factory, first, arrived)
+    first = scene.start(arrive_past_the_window, steps=8, seed=100)
+    done = scene.wait(first)
 
     assert [job.status for job in done] == [Status.SUCCEEDED] * 2
-    assert painting.shared == []
-    assert painting.looks == 2  # one at each job's claim: no step end past the window asks
-    _wait_for_final_events(batching_context, [first, *arrived])
-    assert [data["step"] for data in _events(batching_context, first, "progress")] == list(range(1, 9))
+    assert scene.painting.shared == []
+    assert scene.painting.looks == 2  # one at each job's claim: no step end past the window asks
+    _wait_for_final_events(scene.context, [first, *arrived])
+    assert [data["step"] for data in _events(scene.context, first, "progress")] == list(range(1, 9))
     assert done[0].finished_at is not None and done[1].claimed_at is not None
     assert done[1].claimed_at >= done[0].finished_at
 
 
-def test_a_job_that_cannot_share_the_call_does_not_stop_it(
-    session: Session,
-    session_factory: sessionmaker[Session],
-    make_user: Callable[..., User],
-    make_generation: Callable[..., Generation],
-    make_pool: MakePool,
-    batching_context: JobContext,
-    wait_status: WaitStatus,
-    painting: Painting,
-) -> None:
-    owner = make_user(session)
-    owner_id = owner.id
-    submit = _submitter(session_factory, make_generation, painting)
-    arrived: list[int] = []
+def test_a_job_that_cannot_share_the_call_does_not_stop_it(scene: Scene) -> None:
+    owner_id, submit, arrived = scene.owner.id, scene.submit, scene.arrived
 
     def another_call_arrives(seeds: list[int], progress: StepProgress) -> None:
         if seeds == [100] and progress.step == 1 and not arrived:
             arrived.append(submit(owner_id, steps=3, seed=200))  # other steps: another call
 
-    painting.hook = another_call_arrives
-    painting.pool.append(make_pool(batching_context))
-    # Made once the pool runs: the step hook tells that pool of arrivals.
-    first = make_generation(session, owner=owner, model=TINY, steps=4, seed=100).id
-    done = _wait_all(wait_status, session_factory, first, arrived)
+    first = scene.start(another_call_arrives, steps=4, seed=100)
+    done = scene.wait(first)
 
     assert [job.status for job in done] == [Status.SUCCEEDED] * 2
-    assert painting.shared == []
-    _wait_for_final_events(batching_context, [first, *arrived])
+    assert scene.painting.shared == []
+    _wait_for_final_events(scene.context, [first, *arrived])
     # Looked once at the arrival, claimed nothing and went on: no step painted twice.
-    assert [data["step"] for data in _events(batching_context, first, "progress")] == [1, 2, 3, 4]
-    assert painting.looks == 3
+    assert [data["step"] for data in _events(scene.context, first, "progress")] == [1, 2, 3, 4]
+    assert scene.painting.looks == 3
 
 
-def test_an_arrival_never_skips_a_job_the_fair_order_runs_first(
-    session: Session,
-    session_factory: sessionmaker[Session],
-    make_user: Callable[..., User],
-    make_generation: Callable[..., Generation],
-    make_pool: MakePool,
-    batching_context: JobContext,
-    wait_status: WaitStatus,
-    painting: Painting,
-) -> None:
-    alice, bob = make_user(session, "alice"), make_user(session, "bob")
+def test_an_arrival_never_skips_a_job_the_fair_order_runs_first(scene: Scene) -> None:
+    alice, bob = scene.make_user(scene.session, "alice"), scene.make_user(scene.session, "bob")
     alice_id, bob_id = alice.id, bob.id
-    submit = _submitter(session_factory, make_generation, painting)
-    arrived: list[int] = []
+    submit, arrived = scene.submit, scene.arrived
 
     def both_arrive(seeds: list[int], progress: StepProgress) -> None:
         if seeds == [1] and progress.step == 1 and not arrived:
@@ -272,198 +247,121 @@ def test_an_arrival_never_skips_a_job_the_fair_order_runs_first(
             arrived.append(submit(bob_id, steps=3, seed=2))
             arrived.append(submit(alice_id, steps=4, seed=3))
 
-    painting.hook = both_arrive
-    painting.pool.append(make_pool(batching_context))
-    # Made once the pool runs: the step hook tells that pool of arrivals.
-    first = make_generation(session, owner=alice, model=TINY, steps=4, seed=1).id
-    done = {job.id: job for job in _wait_all(wait_status, session_factory, first, arrived)}
+    first = scene.start(both_arrive, owner=alice, steps=4, seed=1)
+    done = {job.id: job for job in scene.wait(first)}
 
     assert all(job.status == Status.SUCCEEDED for job in done.values())
-    assert painting.shared == []
+    assert scene.painting.shared == []
     claimed = sorted(done, key=lambda job_id: (done[job_id].claimed_at, job_id))
     assert claimed == [first, *arrived]
 
 
-def test_a_burst_arriving_over_several_steps_joins_in_one_restart(
-    session: Session,
-    session_factory: sessionmaker[Session],
-    make_user: Callable[..., User],
-    make_generation: Callable[..., Generation],
-    make_pool: MakePool,
-    batching_context: JobContext,
-    wait_status: WaitStatus,
-    painting: Painting,
-) -> None:
-    owner = make_user(session)
-    owner_id = owner.id
-    submit = _submitter(session_factory, make_generation, painting)
-    arrived: list[int] = []
+def test_a_burst_arriving_over_several_steps_joins_in_one_restart(scene: Scene) -> None:
+    owner_id, submit, arrived = scene.owner.id, scene.submit, scene.arrived
 
     def one_arrives_at_each_of_the_first_three_steps(seeds: list[int], progress: StepProgress) -> None:
         if seeds == [100] and progress.step <= 3 and len(arrived) < 3:
             arrived.append(submit(owner_id, steps=20, seed=101 + len(arrived)))
 
-    painting.hook = one_arrives_at_each_of_the_first_three_steps
-    painting.pool.append(make_pool(batching_context))
-    # Made once the pool runs: the step hook tells that pool of arrivals.
-    first = make_generation(session, owner=owner, model=TINY, steps=20, seed=100).id
-    done = _wait_all(wait_status, session_factory, first, arrived)
+    first = scene.start(one_arrives_at_each_of_the_first_three_steps, steps=20, seed=100)
+    done = scene.wait(first)
 
     assert [job.status for job in done] == [Status.SUCCEEDED] * 4
     # Jobs arrived during steps 1 to 3, none during step 4: the claim waited for the burst's end.
-    assert painting.shared == [[100, 101, 102, 103]]
-    assert painting.looks == 2  # at the claim, and once at step 4
-    _wait_for_final_events(batching_context, [first, *arrived])
-    assert [data["step"] for data in _events(batching_context, first, "progress")] == [1, 2, 3, *range(1, 21)]
+    assert scene.painting.shared == [[100, 101, 102, 103]]
+    assert scene.painting.looks == 2  # at the claim, and once at step 4
+    _wait_for_final_events(scene.context, [first, *arrived])
+    assert [data["step"] for data in _events(scene.context, first, "progress")] == [1, 2, 3, *range(1, 21)]
 
 
-def test_a_call_restarts_at_most_a_few_times(
-    session: Session,
-    session_factory: sessionmaker[Session],
-    make_user: Callable[..., User],
-    make_generation: Callable[..., Generation],
-    make_pool: MakePool,
-    batching_context: JobContext,
-    wait_status: WaitStatus,
-    painting: Painting,
-) -> None:
-    owner = make_user(session)
-    owner_id = owner.id
-    submit = _submitter(session_factory, make_generation, painting)
-    arrived: list[int] = []
+def test_a_call_restarts_at_most_a_few_times(scene: Scene) -> None:
+    owner_id, submit, arrived = scene.owner.id, scene.submit, scene.arrived
 
     def one_arrives_at_the_first_step_of_every_call(seeds: list[int], progress: StepProgress) -> None:
         if 100 in seeds and progress.step == 1 and len(arrived) <= JOIN_RESTARTS:
             arrived.append(submit(owner_id, steps=20, seed=101 + len(arrived)))
 
-    painting.hook = one_arrives_at_the_first_step_of_every_call
-    painting.pool.append(make_pool(batching_context))
-    # Made once the pool runs: the step hook tells that pool of arrivals.
-    first = make_generation(session, owner=owner, model=TINY, steps=20, seed=100).id
-    done = _wait_all(wait_status, session_factory, first, arrived)
+    first = scene.start(one_arrives_at_the_first_step_of_every_call, steps=20, seed=100)
+    done = scene.wait(first)
 
     assert [job.status for job in done] == [Status.SUCCEEDED] * (JOIN_RESTARTS + 2)
     # Each call restarted at its second step for the job that arrived at its first, three times;
     # the fourth arrival waited for the call to end and was painted alone.
-    assert painting.shared == [[100, 101], [100, 101, 102], [100, 101, 102, 103]]
-    _wait_for_final_events(batching_context, [first, *arrived])
-    assert [data["step"] for data in _events(batching_context, first, "progress")] == [1, 1, 1, *range(1, 21)]
+    assert scene.painting.shared == [[100, 101], [100, 101, 102], [100, 101, 102, 103]]
+    _wait_for_final_events(scene.context, [first, *arrived])
+    assert [data["step"] for data in _events(scene.context, first, "progress")] == [1, 1, 1, *range(1, 21)]
     for job in done:
-        assert _solo_difference(batching_context, session_factory, job) <= 2
+        assert _solo_difference(scene.context, scene.session_factory, job) <= 2
 
 
-def test_a_trickle_of_arrivals_throws_away_at_most_half_of_a_calls_steps(
-    session: Session,
-    session_factory: sessionmaker[Session],
-    make_user: Callable[..., User],
-    make_generation: Callable[..., Generation],
-    make_pool: MakePool,
-    job_context: JobContext,
-    wait_status: WaitStatus,
-    painting: Painting,
-) -> None:
-    context = replace(job_context, max_batch=16)
-    owner = make_user(session)
-    owner_id = owner.id
-    submit = _submitter(session_factory, make_generation, painting)
-    arrived: list[int] = []
+def test_a_trickle_of_arrivals_throws_away_at_most_half_of_a_calls_steps(scene: Scene) -> None:
+    context = replace(scene.context, max_batch=16)
+    owner_id, submit, arrived = scene.owner.id, scene.submit, scene.arrived
 
     def one_arrives_at_every_step(seeds: list[int], progress: StepProgress) -> None:
         if 100 in seeds and len(arrived) < 12:
             arrived.append(submit(owner_id, steps=20, seed=101 + len(arrived)))
 
-    painting.hook = one_arrives_at_every_step
-    painting.pool.append(make_pool(context))
-    # Made once the pool runs: the step hook tells that pool of arrivals.
-    first = make_generation(session, owner=owner, model=TINY, steps=20, seed=100).id
-    done = _wait_all(wait_status, session_factory, first, arrived)
+    first = scene.start(one_arrives_at_every_step, context=context, steps=20, seed=100)
+    done = scene.wait(first)
 
     assert [job.status for job in done] == [Status.SUCCEEDED] * 13
     assert (join_window(20), join_budget(20)) == (5, 10)
     # Still arriving at every step: each restart came at the window's last step (5), and after two
     # the call had thrown away 10 of its 20 steps, so it went on to the end; the last two arrivals
     # share the next call.
-    assert painting.shared == [list(range(100, 106)), list(range(100, 111)), [111, 112]]
+    assert scene.painting.shared == [list(range(100, 106)), list(range(100, 111)), [111, 112]]
 
 
-def test_a_member_that_joined_can_be_cancelled_and_the_others_finish(
-    session: Session,
-    session_factory: sessionmaker[Session],
-    make_user: Callable[..., User],
-    make_generation: Callable[..., Generation],
-    make_pool: MakePool,
-    batching_context: JobContext,
-    wait_status: WaitStatus,
-    painting: Painting,
-) -> None:
-    owner = make_user(session)
-    owner_id = owner.id
-    submit = _submitter(session_factory, make_generation, painting)
-    arrived: list[int] = []
+def test_a_member_that_joined_can_be_cancelled_and_the_others_finish(scene: Scene) -> None:
+    owner_id, submit, arrived = scene.owner.id, scene.submit, scene.arrived
 
     def arrive_then_cancel(seeds: list[int], progress: StepProgress) -> None:
         if seeds == [100] and progress.step == 1 and not arrived:
             arrived.append(submit(owner_id, steps=6, seed=200))
         elif seeds == [100, 200] and progress.step == 2:  # the artist cancels it, as the route does
-            with session_factory() as cancelling:
+            with scene.session_factory() as cancelling:
                 user = cancelling.get(User, owner_id)
                 assert user is not None
                 cancelled = queue.cancel(cancelling, generation_id=arrived[0], user=user)
-            batching_context.bus.publish(arrived[0], "status", {"status": cancelled.status.value})
+            scene.context.bus.publish(arrived[0], "status", {"status": cancelled.status.value})
 
-    painting.hook = arrive_then_cancel
-    painting.pool.append(make_pool(batching_context))
-    # Made once the pool runs: the step hook tells that pool of arrivals.
-    first = make_generation(session, owner=owner, model=TINY, steps=6, seed=100).id
-    done = _wait_all(wait_status, session_factory, first, arrived)
+    first = scene.start(arrive_then_cancel, steps=6, seed=100)
+    done = scene.wait(first)
 
     assert [job.status for job in done] == [Status.SUCCEEDED, Status.CANCELLED]
-    assert painting.shared == [[100, 200]]  # the first job was not painted again
+    assert scene.painting.shared == [[100, 200]]  # the first job was not painted again
     assert [len(job.images) for job in done] == [1, 0]
-    _wait_for_final_events(batching_context, [first, *arrived])
-    assert [data["step"] for data in _events(batching_context, first, "progress")] == list(range(1, 7))
-    assert [data["step"] for data in _events(batching_context, arrived[0], "progress")] == [1]
-    assert _solo_difference(batching_context, session_factory, done[0]) <= 2
+    _wait_for_final_events(scene.context, [first, *arrived])
+    assert [data["step"] for data in _events(scene.context, first, "progress")] == list(range(1, 7))
+    assert [data["step"] for data in _events(scene.context, arrived[0], "progress")] == [1]
+    assert _solo_difference(scene.context, scene.session_factory, done[0]) <= 2
     stored = {image.sha256 for job in done for image in job.images}
-    assert {path.stem for path in batching_context.store.root.glob("??/??/*.png")} == stored
+    assert {path.stem for path in scene.context.store.root.glob("??/??/*.png")} == stored
 
 
-def test_a_job_that_joined_is_beaten_and_a_shutdown_hands_it_back_with_the_others(
-    session: Session,
-    session_factory: sessionmaker[Session],
-    make_user: Callable[..., User],
-    make_generation: Callable[..., Generation],
-    make_pool: MakePool,
-    batching_context: JobContext,
-    painting: Painting,
-) -> None:
-    owner = make_user(session)
-    owner_id = owner.id
-    submit = _submitter(session_factory, make_generation, painting)
-    arrived: list[int] = []
+def test_a_job_that_joined_is_beaten_and_a_shutdown_hands_it_back_with_the_others(scene: Scene) -> None:
+    owner_id, submit, arrived = scene.owner.id, scene.submit, scene.arrived
 
     def arrive_at_the_first_step(seeds: list[int], progress: StepProgress) -> None:
         if seeds == [100] and progress.step == 1 and not arrived:
             arrived.append(submit(owner_id, steps=400, seed=200))
 
-    painting.hook = arrive_at_the_first_step
-    pool = make_pool(batching_context)
-    painting.pool.append(pool)
-    # Made once the pool runs: the step hook tells that pool of arrivals.
-    first = make_generation(session, owner=owner, model=TINY, steps=400, seed=100).id
-    _wait_for_progress(batching_context, [first])
-    _wait_for_progress(batching_context, arrived)
+    first = scene.start(arrive_at_the_first_step, steps=400, seed=100)
+    pool = scene.painting.pool[0]
+    _wait_for_progress(scene.context, [first])
+    _wait_for_progress(scene.context, arrived)
     job_ids = [first, *arrived]
 
-    _wait_for_every_heartbeat(session_factory, job_ids)
+    _wait_for_every_heartbeat(scene.session_factory, job_ids)
 
     pool.stop()
 
-    assert painting.shared == [[100, 200]]
-    with session_factory() as reading:
+    assert scene.painting.shared == [[100, 200]]
+    with scene.session_factory() as reading:
         for job_id in job_ids:
             row = reading.get(Generation, job_id)
             assert row is not None
             assert (row.status, row.worker, row.attempts, row.images) == (Status.QUEUED, None, 0, [])
-            statuses = [data["status"] for data in _events(batching_context, job_id, "status")]
+            statuses = [data["status"] for data in _events(scene.context, job_id, "status")]
             assert statuses == ["running", "queued"]
