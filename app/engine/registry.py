@@ -40,8 +40,8 @@ from diffusers import (
     SD3ControlNetModel,
 )
 
+from app.engine import attention_signatures, fast_path
 from app.engine import controlnets as controlnet_folders
-from app.engine import fast_path
 from app.engine.catalog import ModelCatalog, ModelNotFound, ModelSpec, RefusedModel, inspect_model, read_json
 from app.engine.families import Family
 from app.engine.fast_path import DEFAULT_COMPILE_MODE, CompileMode
@@ -177,6 +177,7 @@ class ModelRegistry(ModelCatalog):
                     found.path, torch_dtype=dtype, use_safetensors=True, local_files_only=True
                 ).to(device)
                 model.eval()
+                attention_signatures.sign_module(model)
                 cache[key] = model
             cache.move_to_end(key)
             return model
@@ -254,6 +255,8 @@ class ModelRegistry(ModelCatalog):
             fast_path.prepare(
                 pipeline, device, mode=self.compile_mode, width=spec.default_width, height=spec.default_height
             )
+        if not getattr(pipeline, "_studio_compiled", None):
+            attention_signatures.sign(pipeline)
         return pipeline
 
 
