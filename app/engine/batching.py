@@ -208,7 +208,7 @@ def run_batch(
         ) as recorded,
     ):
         # As runner.run: each prompt's kept embeddings (never with LoRAs, which may patch the text encoder).
-        prompt_cache.reuse(pipeline, model.family, arguments, loras=bool(first.loras))
+        prompt_cache.reuse(pipeline, model.family, arguments, loras=bool(first.loras), device=device)
         output = pipeline(**arguments)
     images = list(output.images)
     attention = recorded.word_maps(getattr(pipeline, "tokenizer", None), [spec.prompt for spec in per_image])

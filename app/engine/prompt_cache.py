@@ -38,9 +38,12 @@ CAPACITY = 64
 _OWN_CONDITIONING = ("prompt_embeds", "negative_prompt_embeds", "clip_skip", "cross_attention_kwargs")
 
 
-def reuse(pipeline: Any, family: Family, arguments: dict[str, Any], *, loras: bool) -> bool:
+def reuse(pipeline: Any, family: Family, arguments: dict[str, Any], *, loras: bool, device: str) -> bool:
     """Gives a call the kept embeddings of its prompts (encoding those not kept yet) in place of the text.
 
+    ``device`` is the one the call paints on (the registry's, where the pipeline is warm; under
+    low-VRAM offload, where each module runs): named here because asking the pipeline
+    (``_execution_device``) walks every module of every component, 3-4 ms a call on the CPU.
     Returns whether ``arguments`` got them. Call it inside inference mode, after the LoRAs, regions
     and prompt weights have had their say over ``arguments``.
     """
@@ -63,10 +66,13 @@ def reuse(pipeline: Any, family: Family, arguments: dict[str, Any], *, loras: bo
             return False
         negatives = negatives * len(prompts) if len(negatives) == 1 else negatives
 
-    kept = _kept(pipeline, encoder, tokenizer)
-    arguments["prompt_embeds"] = torch.cat([_embedding(pipeline, kept, text) for text in prompts])
+    target = torch.device(device)
+    kept = _kept(target, encoder, tokenizer)
+    arguments["prompt_embeds"] = torch.cat([_embedding(pipeline, target, kept, text) for text in prompts])
     if negatives is not None:
-        arguments["negative_prompt_embeds"] = torch.cat([_embedding(pipeline, kept, text) for text in negatives])
+        arguments["negative_prompt_embeds"] = torch.cat(
+            [_embedding(pipeline, target, kept, text) for text in negatives]
+        )
     arguments.pop("prompt")
     arguments.pop("negative_prompt", None)
     return True
@@ -81,9 +87,9 @@ def _texts(value: Any) -> list[str] | None:
     return None
 
 
-def _kept(pipeline: Any, encoder: Any, tokenizer: Any) -> OrderedDict[str, torch.Tensor]:
+def _kept(device: torch.device, encoder: Any, tokenizer: Any) -> OrderedDict[str, torch.Tensor]:
     """The encoder's kept embeddings, emptied when the tokenizer, device or precision changed."""
-    key = (id(tokenizer), str(pipeline._execution_device), encoder.dtype)
+    key = (id(tokenizer), str(device), encoder.dtype)
     cached = getattr(encoder, ATTRIBUTE, None)
     if cached is None or cached[0] != key:
         cached = (key, OrderedDict())
@@ -92,10 +98,10 @@ def _kept(pipeline: Any, encoder: Any, tokenizer: Any) -> OrderedDict[str, torch
     return kept
 
 
-def _embedding(pipeline: Any, kept: OrderedDict[str, torch.Tensor], text: str) -> torch.Tensor:
+def _embedding(pipeline: Any, device: torch.device, kept: OrderedDict[str, torch.Tensor], text: str) -> torch.Tensor:
     embedding = kept.get(text)
     if embedding is None:
-        embedding, _ = pipeline.encode_prompt(text, pipeline._execution_device, 1, False)
+        embedding, _ = pipeline.encode_prompt(text, device, 1, False)
         kept[text] = embedding
         if len(kept) > CAPACITY:
             kept.popitem(last=False)

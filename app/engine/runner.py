@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import time
@@ -164,7 +165,13 @@ def pipeline_for(registry: ModelRegistry, spec: GenerationSpec, device: str, *, 
         return pipeline
     base_config = getattr(pipeline, "_studio_scheduler_config", None) or pipeline.scheduler.config
     pipeline._studio_scheduler_config = base_config  # the folder's own config, before any swap
-    pipeline.scheduler = make_scheduler(scheduler or spec.scheduler, base_config)
+    # Each call gets a fresh scheduler (they keep state from step to step): a copy of one built once
+    # per kind, as building from the config (signature reads, validation) costs 1-2 ms a job on the CPU.
+    templates: dict[str, SchedulerMixin] = pipeline.__dict__.setdefault("_studio_scheduler_templates", {})
+    name = scheduler or spec.scheduler
+    if name not in templates:
+        templates[name] = make_scheduler(name, base_config)
+    pipeline.scheduler = copy.deepcopy(templates[name])
     return pipeline
 
 
@@ -320,7 +327,7 @@ def run(
         # (a regional call has its embeddings already and is left as it is).
         prompt_weights.weigh(pipeline, model.family, arguments)
         # Plain prompts: the warm text encoder's kept embeddings (never with LoRAs, which may patch it).
-        prompt_cache.reuse(pipeline, model.family, arguments, loras=bool(spec.loras))
+        prompt_cache.reuse(pipeline, model.family, arguments, loras=bool(spec.loras), device=device)
         if setup is not None:
             with style.shared_attention(pipeline.unet, spec.style_references, spec.style_strength, groups=groups):
                 output = pipeline(**arguments)

@@ -79,7 +79,7 @@ def test_a_kept_prompt_is_not_encoded_again_and_the_oldest_goes_first(
     with torch.inference_mode():
         for prompt in ("a boat", "a boat", "a house", "a boat", "a tree", "a boat", "a house"):
             arguments = {"prompt": prompt, "negative_prompt": None, "guidance_scale": 7.0}
-            assert prompt_cache.reuse(pipeline, family, arguments, loras=False)
+            assert prompt_cache.reuse(pipeline, family, arguments, loras=False, device="cpu")
             assert "prompt" not in arguments and "negative_prompt" not in arguments
             assert arguments["prompt_embeds"].shape == arguments["negative_prompt_embeds"].shape
     # Two kept at most: "" (used by every call, so never the oldest) and the latest prompt.
@@ -91,9 +91,9 @@ def test_a_batch_of_prompts_gets_one_row_per_prompt_and_negative(tiny_registry: 
     family = family_named("sd1")
     with torch.inference_mode():
         arguments = {"prompt": ["a boat", "a house", "a boat"], "negative_prompt": None, "guidance_scale": 7.0}
-        assert prompt_cache.reuse(pipeline, family, arguments, loras=False)
+        assert prompt_cache.reuse(pipeline, family, arguments, loras=False, device="cpu")
         alone = {"prompt": "a house", "negative_prompt": None, "guidance_scale": 7.0}
-        assert prompt_cache.reuse(pipeline, family, alone, loras=False)
+        assert prompt_cache.reuse(pipeline, family, alone, loras=False, device="cpu")
     assert arguments["prompt_embeds"].shape[0] == 3 == arguments["negative_prompt_embeds"].shape[0]
     assert torch.equal(arguments["prompt_embeds"][1], alone["prompt_embeds"][0])
     assert torch.equal(arguments["prompt_embeds"][0], arguments["prompt_embeds"][2])
@@ -122,7 +122,7 @@ def test_the_cache_is_left_alone_by_loras_embeddings_clip_skip_and_other_familie
     def given(arguments: dict[str, object], *, loras: bool = False) -> bool:
         before = dict(arguments)
         with torch.inference_mode():
-            reused = prompt_cache.reuse(pipeline, family, arguments, loras=loras)
+            reused = prompt_cache.reuse(pipeline, family, arguments, loras=loras, device="cpu")
         assert reused or arguments == before
         return reused
 
@@ -137,4 +137,4 @@ def test_the_cache_is_left_alone_by_loras_embeddings_clip_skip_and_other_familie
     assert not given({**plain, "prompt": ["a boat", 3]})
     assert not given({**plain, "prompt": ["a", "b", "c"], "negative_prompt": ["x", "y"]})
     with torch.inference_mode():
-        assert not prompt_cache.reuse(pipeline, family_named("sdxl"), dict(plain), loras=False)
+        assert not prompt_cache.reuse(pipeline, family_named("sdxl"), dict(plain), loras=False, device="cpu")

@@ -151,6 +151,21 @@ def test_schedulers_of_different_kinds_paint_different_pictures_from_the_same_se
     assert alike == []
 
 
+def test_every_call_gets_a_fresh_scheduler_so_none_carries_state_into_the_next(tiny_registry: ModelRegistry) -> None:
+    # The kind's scheduler is built once and copied for each call: the copy, never the kept one, steps.
+    first = run(tiny_registry, _spec(scheduler="dpm++-2m", steps=3), device="cpu")
+    pipeline = tiny_registry.pipeline(TINY, "cpu")
+    used = pipeline.scheduler
+    run(tiny_registry, _spec(scheduler="euler-a", steps=4), device="cpu")
+    again = run(tiny_registry, _spec(scheduler="dpm++-2m", steps=3), device="cpu")
+
+    assert pipeline.scheduler is not used
+    assert all(kept is not pipeline.scheduler for kept in pipeline._studio_scheduler_templates.values())
+    # A kept scheduler never stepped: it has no timesteps of any call.
+    assert all(kept.num_inference_steps is None for kept in pipeline._studio_scheduler_templates.values())
+    assert np.array_equal(_pixels(first.images[0]), _pixels(again.images[0]))
+
+
 def test_unknown_scheduler_raises_value_error_naming_the_choices(tiny_registry: ModelRegistry) -> None:
     with pytest.raises(ValueError, match="unknown scheduler 'lms'.*ddim"):
         run(tiny_registry, _spec(scheduler="lms"), device="cpu")
