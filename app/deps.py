@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.config import LOOPBACK_HOSTS, Settings
 from app.db.models import Role, User
@@ -25,15 +26,26 @@ from app.workers.events import EventBus
 # Those that query the database stay plain functions, off the event loop.
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """The request's session; closed (its connection back in the pool) once the route has returned.
 
     ``SessionDep`` gives it scope="function": FastAPI ends it after the route and the response
     model have run, before the body is sent. A streamed body (server-sent events, files) so
     holds no connection while a slow client reads it; such a body opens its own short sessions.
+
+    A coroutine: making a session touches no database (it connects on first use, in the route's
+    thread). Closing one that still holds a connection hands it back to the pool, which resets it
+    (a ROLLBACK, over the network on PostgreSQL): that goes to a worker thread. A session whose
+    route committed last holds none and closes here.
     """
-    with request.app.state.session_factory() as session:
+    session: Session = request.app.state.session_factory()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 async def get_settings(request: Request) -> Settings:

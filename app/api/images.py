@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import CurrentUser, OptionalUser, SessionDep, SettingsDep, StoreDep
+from app.http.files import stored_file
 from app.params import RowId
 from app.schemas import UploadOut
 from app.services import images
@@ -32,12 +33,13 @@ async def upload_image(
 
 
 @router.get("/images/{image_id}", response_class=FileResponse)
-def get_image(image_id: RowId, session: SessionDep, user: OptionalUser, store: StoreDep) -> FileResponse:
+def get_image(image_id: RowId, session: SessionDep, user: OptionalUser, store: StoreDep) -> Response:
     image = images.get_visible(session, image_id=image_id, user=user)
-    return FileResponse(store.path(image.sha256), media_type="image/png", headers=_IMMUTABLE)
+    return stored_file(store.path(image.sha256), media_type="image/png", headers=_IMMUTABLE, sha256=image.sha256)
 
 
 @router.get("/images/{image_id}/thumb", response_class=FileResponse)
-def get_thumbnail(image_id: RowId, session: SessionDep, user: OptionalUser, store: StoreDep) -> FileResponse:
+def get_thumbnail(image_id: RowId, session: SessionDep, user: OptionalUser, store: StoreDep) -> Response:
     image = images.get_visible(session, image_id=image_id, user=user)
-    return FileResponse(store.thumbnail_path(image.sha256), media_type="image/webp", headers=_IMMUTABLE)
+    thumbnail = store.thumbnail_path(image.sha256)
+    return stored_file(thumbnail, media_type="image/webp", headers=_IMMUTABLE, sha256=image.sha256)

@@ -6,13 +6,14 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from app.db.models import Gallery, Image, Role, User, Visibility
 from app.deps import CurrentUser, FormCsrf, SessionDep, StoreDep, TemplatesDep
 from app.http.csrf import csrf_token
+from app.http.files import stored_file
 from app.http.zips import gallery_zip
 from app.params import MAX_ID, RowId, parse_row_id
 from app.services import feedback, galleries, generations, sharing
@@ -435,15 +436,16 @@ def shared(token: str, request: Request, session: SessionDep, templates: Templat
 
 
 @router.get("/s/{token}/images/{image_id}")
-def shared_image(token: str, image_id: RowId, session: SessionDep, store: StoreDep) -> FileResponse:
+def shared_image(token: str, image_id: RowId, session: SessionDep, store: StoreDep) -> Response:
     image = sharing.shared_image(session, sharing.resolve(session, token), image_id=image_id)
-    return FileResponse(store.path(image.sha256), media_type="image/png", headers=_SHARED)
+    return stored_file(store.path(image.sha256), media_type="image/png", headers=_SHARED, sha256=image.sha256)
 
 
 @router.get("/s/{token}/images/{image_id}/thumb")
-def shared_thumbnail(token: str, image_id: RowId, session: SessionDep, store: StoreDep) -> FileResponse:
+def shared_thumbnail(token: str, image_id: RowId, session: SessionDep, store: StoreDep) -> Response:
     image = sharing.shared_image(session, sharing.resolve(session, token), image_id=image_id)
-    return FileResponse(store.thumbnail_path(image.sha256), media_type="image/webp", headers=_SHARED)
+    thumbnail = store.thumbnail_path(image.sha256)
+    return stored_file(thumbnail, media_type="image/webp", headers=_SHARED, sha256=image.sha256)
 
 
 @router.get("/s/{token}/download")
@@ -492,19 +494,18 @@ def unlisted(
 
 
 @router.get("/g/{slug}/images/{image_id}")
-def unlisted_image(
-    slug: Slug, image_id: RowId, session: SessionDep, user: CurrentUser, store: StoreDep
-) -> FileResponse:
+def unlisted_image(slug: Slug, image_id: RowId, session: SessionDep, user: CurrentUser, store: StoreDep) -> Response:
     image = galleries.slug_image(galleries.get_by_slug(session, slug=slug, user=user), image_id=image_id)
-    return FileResponse(store.path(image.sha256), media_type="image/png", headers=_UNLISTED)
+    return stored_file(store.path(image.sha256), media_type="image/png", headers=_UNLISTED, sha256=image.sha256)
 
 
 @router.get("/g/{slug}/images/{image_id}/thumb")
 def unlisted_thumbnail(
     slug: Slug, image_id: RowId, session: SessionDep, user: CurrentUser, store: StoreDep
-) -> FileResponse:
+) -> Response:
     image = galleries.slug_image(galleries.get_by_slug(session, slug=slug, user=user), image_id=image_id)
-    return FileResponse(store.thumbnail_path(image.sha256), media_type="image/webp", headers=_UNLISTED)
+    thumbnail = store.thumbnail_path(image.sha256)
+    return stored_file(thumbnail, media_type="image/webp", headers=_UNLISTED, sha256=image.sha256)
 
 
 @router.get("/g/{slug}/download")
