@@ -27,7 +27,16 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
-from app.engine import attention_maps, control_pipelines, joint_style, prompt_cache, prompt_weights, regions, style
+from app.engine import (
+    attention_maps,
+    attention_signatures,
+    control_pipelines,
+    joint_style,
+    prompt_cache,
+    prompt_weights,
+    regions,
+    style,
+)
 from app.engine.attention_maps import WordMaps
 from app.engine.control_pipelines import ControlGuide
 from app.engine.families import Family, refusal
@@ -435,3 +444,6 @@ def _ip_adapter(pipeline: Any, scale: float) -> Iterator[None]:
         yield
     finally:
         pipeline.unload_ip_adapter()
+        # Unloading puts new default processors in: signed again, as at load (app.engine.attention_signatures).
+        if not getattr(pipeline, "_studio_compiled", None):
+            attention_signatures.sign(pipeline)

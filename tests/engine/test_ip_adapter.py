@@ -18,6 +18,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from app.engine.attention_signatures import SignedCall
 from app.engine.registry import ModelRegistry
 from app.engine.runner import GenerationResult, GenerationSpec, run
 from app.engine.style import StyleReference
@@ -143,3 +144,6 @@ def test_prompt_only_painting_works_after_an_ip_adapter_call(ip_registry: ModelR
     pipeline = ip_registry.pipeline(MODEL, "cpu")
     assert getattr(pipeline, "image_encoder", None) is None
     assert pipeline.unet.encoder_hid_proj is None
+    # The default processors the unloading put back are signed again, as at load.
+    processors = [module.processor for module in pipeline.unet.modules() if "processor" in vars(module)]
+    assert processors and all(isinstance(vars(processor).get("__call__"), SignedCall) for processor in processors)
