@@ -7,7 +7,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import CurrentUser, OptionalUser, SessionDep, SettingsDep, StoreDep
-from app.http.files import stored_file
+from app.http.files import stored_png, stored_thumbnail
 from app.params import RowId
 from app.schemas import UploadOut
 from app.services import images
@@ -35,11 +35,10 @@ async def upload_image(
 @router.get("/images/{image_id}", response_class=FileResponse)
 def get_image(image_id: RowId, session: SessionDep, user: OptionalUser, store: StoreDep) -> Response:
     image = images.get_visible(session, image_id=image_id, user=user)
-    return stored_file(store.path(image.sha256), media_type="image/png", headers=_IMMUTABLE, sha256=image.sha256)
+    return stored_png(store, image.sha256, headers=_IMMUTABLE)
 
 
 @router.get("/images/{image_id}/thumb", response_class=FileResponse)
 def get_thumbnail(image_id: RowId, session: SessionDep, user: OptionalUser, store: StoreDep) -> Response:
     image = images.get_visible(session, image_id=image_id, user=user)
-    thumbnail = store.thumbnail_path(image.sha256)
-    return stored_file(thumbnail, media_type="image/webp", headers=_IMMUTABLE, sha256=image.sha256)
+    return stored_thumbnail(store, image.sha256, headers=_IMMUTABLE)

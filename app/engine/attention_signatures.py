@@ -36,7 +36,12 @@ class SignedCall:
 
 
 def sign(pipeline: Any) -> int:
-    """Signs the processors of every attention layer of the pipeline's modules; how many it signed."""
+    """Signs the processors of every attention layer of the pipeline's modules; how many it signed.
+
+    None on a pipeline whose denoiser the GPU fast path compiled (``_studio_compiled``).
+    """
+    if getattr(pipeline, "_studio_compiled", None):
+        return 0
     signed = 0
     components = getattr(pipeline, "components", {}) or {}
     for component in components.values():

@@ -255,8 +255,7 @@ class ModelRegistry(ModelCatalog):
             fast_path.prepare(
                 pipeline, device, mode=self.compile_mode, width=spec.default_width, height=spec.default_height
             )
-        if not getattr(pipeline, "_studio_compiled", None):
-            attention_signatures.sign(pipeline)
+        attention_signatures.sign(pipeline)
         return pipeline
 
 

@@ -445,5 +445,4 @@ def _ip_adapter(pipeline: Any, scale: float) -> Iterator[None]:
     finally:
         pipeline.unload_ip_adapter()
         # Unloading puts new default processors in: signed again, as at load (app.engine.attention_signatures).
-        if not getattr(pipeline, "_studio_compiled", None):
-            attention_signatures.sign(pipeline)
+        attention_signatures.sign(pipeline)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Gallery, Image, Role, User, Visibility
 from app.deps import CurrentUser, FormCsrf, SessionDep, StoreDep, TemplatesDep
 from app.http.csrf import csrf_token
-from app.http.files import stored_file
+from app.http.files import stored_png, stored_thumbnail
 from app.http.zips import gallery_zip
 from app.params import MAX_ID, RowId, parse_row_id
 from app.services import feedback, galleries, generations, sharing
@@ -438,14 +438,13 @@ def shared(token: str, request: Request, session: SessionDep, templates: Templat
 @router.get("/s/{token}/images/{image_id}")
 def shared_image(token: str, image_id: RowId, session: SessionDep, store: StoreDep) -> Response:
     image = sharing.shared_image(session, sharing.resolve(session, token), image_id=image_id)
-    return stored_file(store.path(image.sha256), media_type="image/png", headers=_SHARED, sha256=image.sha256)
+    return stored_png(store, image.sha256, headers=_SHARED)
 
 
 @router.get("/s/{token}/images/{image_id}/thumb")
 def shared_thumbnail(token: str, image_id: RowId, session: SessionDep, store: StoreDep) -> Response:
     image = sharing.shared_image(session, sharing.resolve(session, token), image_id=image_id)
-    thumbnail = store.thumbnail_path(image.sha256)
-    return stored_file(thumbnail, media_type="image/webp", headers=_SHARED, sha256=image.sha256)
+    return stored_thumbnail(store, image.sha256, headers=_SHARED)
 
 
 @router.get("/s/{token}/download")
@@ -496,7 +495,7 @@ def unlisted(
 @router.get("/g/{slug}/images/{image_id}")
 def unlisted_image(slug: Slug, image_id: RowId, session: SessionDep, user: CurrentUser, store: StoreDep) -> Response:
     image = galleries.slug_image(galleries.get_by_slug(session, slug=slug, user=user), image_id=image_id)
-    return stored_file(store.path(image.sha256), media_type="image/png", headers=_UNLISTED, sha256=image.sha256)
+    return stored_png(store, image.sha256, headers=_UNLISTED)
 
 
 @router.get("/g/{slug}/images/{image_id}/thumb")
@@ -504,8 +503,7 @@ def unlisted_thumbnail(
     slug: Slug, image_id: RowId, session: SessionDep, user: CurrentUser, store: StoreDep
 ) -> Response:
     image = galleries.slug_image(galleries.get_by_slug(session, slug=slug, user=user), image_id=image_id)
-    thumbnail = store.thumbnail_path(image.sha256)
-    return stored_file(thumbnail, media_type="image/webp", headers=_UNLISTED, sha256=image.sha256)
+    return stored_thumbnail(store, image.sha256, headers=_UNLISTED)
 
 
 @router.get("/g/{slug}/download")

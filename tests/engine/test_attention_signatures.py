@@ -93,6 +93,19 @@ def test_signed_processors_paint_what_the_unsigned_ones_paint(tiny_registry: Mod
     assert all(isinstance(vars(processor)["__call__"], SignedCall) for processor in processors)
 
 
+def test_a_pipeline_the_gpu_fast_path_compiled_is_left_unsigned() -> None:
+    class Compiled:  # what sign() reads of a pipeline: its components and the fast path's mark
+        _studio_compiled = "max-autotune-no-cudagraphs"
+        components = {"unet": Attention(query_dim=8, heads=1, dim_head=8, processor=AttnProcessor2_0())}
+
+    pipeline = Compiled()
+
+    assert attention_signatures.sign(pipeline) == 0
+    assert "__call__" not in vars(pipeline.components["unet"].processor)
+    pipeline._studio_compiled = None
+    assert attention_signatures.sign(pipeline) == 1
+
+
 def test_signing_again_changes_nothing_and_leaves_module_processors_alone() -> None:
     class ModuleProcessor(torch.nn.Module):  # as an IP-Adapter's processors are
         def __call__(self, attn: Any, hidden_states: Any, **kwargs: Any) -> Any:

@@ -86,6 +86,23 @@ def test_a_kept_prompt_is_not_encoded_again_and_the_oldest_goes_first(
     assert encoded == ["a boat", "", "a house", "a boat", "a tree", "a boat", "a house"]
 
 
+def test_the_cache_never_asks_the_pipeline_for_its_execution_device(
+    tiny_registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # diffusers' _execution_device walks every module of every component (3-4 ms a call on the CPU):
+    # the cache uses the device the runner names instead.
+    pipeline = tiny_registry.pipeline(TINY, "cpu")
+
+    def walked(_: object) -> None:
+        raise AssertionError("_execution_device was asked")
+
+    monkeypatch.setattr(type(pipeline), "_execution_device", property(walked))
+    with torch.inference_mode():
+        arguments = {"prompt": "a lighthouse never cached before", "negative_prompt": None, "guidance_scale": 7.0}
+        assert prompt_cache.reuse(pipeline, family_named("sd1"), arguments, loras=False, device="cpu")
+    assert arguments["prompt_embeds"].device.type == "cpu"
+
+
 def test_a_batch_of_prompts_gets_one_row_per_prompt_and_negative(tiny_registry: ModelRegistry) -> None:
     pipeline = tiny_registry.pipeline(TINY, "cpu")
     family = family_named("sd1")

@@ -27,6 +27,10 @@ def _uploaded(client: TestClient) -> tuple[int, bytes]:
     return image_id, state.store.read(sha256)
 
 
+def client_png(client: TestClient, image_id: int) -> bytes:
+    return client.get(f"/api/images/{image_id}").content
+
+
 def test_a_stored_png_comes_whole_with_its_sha256_as_etag(client: TestClient) -> None:
     image_id, stored = _uploaded(client)
 
@@ -48,6 +52,8 @@ def test_a_thumbnail_comes_as_webp(client: TestClient) -> None:
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/webp"
+    # Made from the PNG, not the PNG: its name as a weak validator, never the PNG's strong one.
+    assert response.headers["etag"] == f'W/"{hashlib.sha256(client_png(client, image_id)).hexdigest()}"'
     with Image.open(io.BytesIO(response.content)) as thumbnail:
         assert thumbnail.format == "WEBP" and thumbnail.size == (40, 30)
 
