@@ -1,7 +1,7 @@
 """What the studio costs over the pipeline it wraps: studio jobs and bare pipeline calls, alternated.
 
 python bench/overhead.py [--rounds 10] [--steps 20] [--threads 2] [--scheduler dpm++-2m]
-                         [--client stream|poll] [--poll-ms 50] [--phases] [--verbose]
+                         [--client stream|poll|wait] [--poll-ms 50] [--phases] [--verbose]
 
 Measured as an outside client sees it. The studio runs as a real server, ``studio serve`` on a
 free loopback port, with a fresh data directory, this repository's models folder, the CPU as its
@@ -10,7 +10,9 @@ one device and ``--threads`` torch threads (STUDIO_DEVICE_THREADS); the bench wa
 ``POST /api/generate/prompt`` (prompt, seed, steps, 64x64, scheduler, guidance 7.0: the API's
 default), then the job's end, heard on its event stream as the studio page hears it (and so with
 the previews the page gets) or, with ``--client poll``, by asking for the job every ``--poll-ms``
-as a plain API client would, then the job, then its PNG: timed from the submit to the PNG fetched.
+as a plain API client would, or, with ``--client wait``, by one request that waits for the job's
+end and answers with it (``?wait=60``, a long poll), then the job, then its PNG: timed from the
+submit to the PNG fetched.
 
 A bare call is what a diffusers user writes: this process loads the same folder with
 ``StableDiffusionPipeline.from_pretrained`` (its text encoder, the MiniLM BERT shipped as a Python
@@ -72,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
     parser.add_argument("--scheduler", default="dpm++-2m")
-    parser.add_argument("--client", choices=("stream", "poll"), default="stream")
+    parser.add_argument("--client", choices=("stream", "poll", "wait"), default="stream")
     parser.add_argument("--poll-ms", type=float, default=50.0, help="how often a polling client asks for its job")
     parser.add_argument("--phases", action="store_true", help="also print where a studio job's time went")
     parser.add_argument("--limit", type=float, default=300.0, help="seconds to wait for the server to be ready")
@@ -228,10 +230,15 @@ def studio_job(client: httpx.Client, args: argparse.Namespace, seed: int) -> Stu
         ended = time.perf_counter()
         job = client.get(job_url).raise_for_status().json()
         fetched = time.perf_counter()
-    else:
+    elif args.client == "poll":
         # The poll that sees the final status is also the job's fetch.
         while (job := client.get(job_url).raise_for_status().json())["status"] not in FINAL:
             time.sleep(args.poll_ms / 1000)
+        ended = fetched = time.perf_counter()
+    elif args.client == "wait":
+        # One long poll: the answer comes when the job has ended, with the job.
+        while (job := client.get(job_url, params={"wait": 60}).raise_for_status().json())["status"] not in FINAL:
+            pass
         ended = fetched = time.perf_counter()
     if job["status"] != "succeeded":
         raise SystemExit(f"job {job['id']} ended {job['status']}: {job['error']}")
@@ -320,7 +327,11 @@ def phase_medians(jobs: list[StudioJob]) -> dict[str, float]:
 def report(args: argparse.Namespace, jobs: list[StudioJob], bare: list[float], load_before: float) -> None:
     studio = [job.png for job in jobs]
     studio_median, bare_median = statistics.median(studio), statistics.median(bare)
-    client_says = "on the event stream" if args.client == "stream" else f"polling every {args.poll_ms:g} ms"
+    client_says = {
+        "stream": "on the event stream",
+        "poll": f"polling every {args.poll_ms:g} ms",
+        "wait": "waiting in one request (?wait=60)",
+    }[args.client]
     print(
         f"{MODEL} {SIZE}x{SIZE}, {args.steps} steps, {args.scheduler}, guidance {GUIDANCE:g}, "
         f"{args.threads} torch threads on each side, {args.rounds} rounds, client {client_says}; "

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from app.db.models import Generation, Mode
+from app.db.models import Generation, Mode, Status
 from app.deps import BusDep, CatalogDep, CurrentUser, SessionDep, SettingsDep, SubmitDep
+from app.http import waiting
 from app.params import MAX_ID, RowId
 from app.schemas import GenerationAccepted, GenerationOut, GenerationPage, PromptRequest
 from app.services import estimates, generations, queue
@@ -110,9 +112,34 @@ def list_generations(
 
 
 @router.get("/generations/{generation_id}", response_model=GenerationOut)
-def get_generation(generation_id: RowId, session: SessionDep, user: CurrentUser) -> GenerationOut:
-    generation = generations.get_visible(session, generation_id=generation_id, user=user)
-    return generation_out(session, generation)
+async def get_generation(
+    generation_id: RowId,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    bus: BusDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=waiting.MAX_WAIT_SECONDS,
+            description="seconds to hold the answer until the job has ended (a long poll); 0 answers at once",
+        ),
+    ] = 0.0,
+) -> GenerationOut:
+    def read() -> GenerationOut:
+        generation = generations.get_visible(session, generation_id=generation_id, user=user)
+        return generation_out(session, generation)
+
+    out = await run_in_threadpool(read)
+    if wait > 0 and not Status(out.status).is_final:
+        # The connection goes back to the pool while the request waits; the read after starts afresh.
+        await run_in_threadpool(session.rollback)
+        await waiting.until_final(
+            generation_id, bus=bus, session_factory=request.app.state.session_factory, timeout=wait
+        )
+        out = await run_in_threadpool(read)  # ended or not: the job as it is now
+    return out
 
 
 @router.post("/generations/{generation_id}/cancel", response_model=GenerationOut)

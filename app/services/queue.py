@@ -129,6 +129,8 @@ def claim(session: Session, *, worker: str, warm_models: Sequence[str] = ()) -> 
     The ranking is computed from the statement's snapshot; a job enqueued at the same instant
     may be ordered as if it were not there yet, which only shifts fairness by one claim.
     """
+    if not _anything_queued(session):
+        return None
     stmt = (
         update(Generation)
         .where(Generation.id == _next_job(session, warm_models).scalar_subquery(), Generation.status == Status.QUEUED)
@@ -141,6 +143,21 @@ def claim(session: Session, *, worker: str, warm_models: Sequence[str] = ()) -> 
     if generation_id is None:
         return None
     return session.get(Generation, generation_id, populate_existing=True)
+
+
+def _anything_queued(session: Session) -> bool:
+    """Whether any job is queued, read from an index; the transaction ends when none is.
+
+    A worker asks after every job and at every poll, and for companions before every call, mostly
+    of an empty queue: the claim itself ranks the queue and takes the database's write lock (about
+    4.5 ms on SQLite here, against 0.5 ms for this), and the worker asking right after a job
+    competes with the web side still answering for it. A job enqueued after this read wakes the worker again (the pool clears its
+    wake-up before it claims), so none waits for the next poll.
+    """
+    if session.scalar(select(Generation.id).where(Generation.status == Status.QUEUED).limit(1)) is not None:
+        return True
+    session.rollback()
+    return False
 
 
 def _claimed_by(worker: str) -> dict[str, Any]:
@@ -179,6 +196,8 @@ def claim_next_if(
       worker may claim the job in between; then the UPDATE touches no row and the next job in the
       fair order is read again, a few times at most.
     """
+    if not _anything_queued(session):
+        return None
     for _ in range(CLAIM_RACE_RETRIES):
         candidate_id = session.scalar(_next_job(session, warm_models))
         candidate = session.get(Generation, candidate_id, populate_existing=True) if candidate_id else None

@@ -76,6 +76,15 @@ class EventBus(Protocol):
         """
         ...
 
+    def on_end(self, generation_id: int, wake: Callable[[], None]) -> Callable[[], None]:
+        """Has ``wake`` called once a final status is published; returns the call that stops it.
+
+        Unlike ``watch`` it asks for no previews: a client waiting for a job's end (a long poll)
+        shows no pictures while it waits. ``wakes_watchers`` says whether the bus can wake; it
+        must be quick and must not raise.
+        """
+        ...
+
     def watched(self, generation_id: int) -> bool:
         """Whether any stream is reading the generation's events now (previews are painted for it)."""
         ...
@@ -92,6 +101,8 @@ class MemoryEventBus:
         self._max_generations = max_generations
         # generation id -> the wake-ups of the streams reading it (one entry per open stream)
         self._watchers: dict[int, list[Callable[[], None]]] = {}
+        # generation id -> the wake-ups of the clients waiting only for its end (long polls)
+        self._enders: dict[int, list[Callable[[], None]]] = {}
         # generation id -> when its streams were last woken (time.monotonic), for PROGRESS_WAKE_SECONDS
         self._woken: dict[int, float] = {}
         # Worker threads append while request handlers read: one lock guards the dicts and lists.
@@ -108,6 +119,8 @@ class MemoryEventBus:
                 dropped, _ = self._events.popitem(last=False)
                 self._woken.pop(dropped, None)
             wakes = list(self._watchers.get(generation_id, ()))
+            if _is_final(name, data):
+                wakes += self._enders.pop(generation_id, [])
             now = time.monotonic()
             urgent = name != "progress" or "preview" in data
             if (
@@ -138,6 +151,20 @@ class MemoryEventBus:
                     self._watchers.pop(generation_id, None)
 
         return unwatch
+
+    def on_end(self, generation_id: int, wake: Callable[[], None]) -> Callable[[], None]:
+        with self._lock:
+            self._enders.setdefault(generation_id, []).append(wake)
+
+        def stop() -> None:
+            with self._lock:
+                wakes = self._enders.get(generation_id, [])
+                if wake in wakes:
+                    wakes.remove(wake)
+                if not wakes:
+                    self._enders.pop(generation_id, None)
+
+        return stop
 
     def watched(self, generation_id: int) -> bool:
         with self._lock:
@@ -225,6 +252,10 @@ class RedisEventBus:
                 logger.warning("could not unwatch generation %s", generation_id, exc_info=True)
 
         return unwatch
+
+    def on_end(self, generation_id: int, wake: Callable[[], None]) -> Callable[[], None]:
+        # A Redis list wakes nobody: the waiter asks ``ended`` as the streams read.
+        return lambda: None
 
     def watched(self, generation_id: int) -> bool:
         count = self._redis.get(self._watchers_key(generation_id))

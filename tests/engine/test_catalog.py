@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from app import cli
 from app.config import get_settings
+from app.engine import catalog as catalog_module
 from app.engine.catalog import ModelCatalog, ModelNotFound, RefusedModel
 from tests.model_folders import config_only_folder
 from tests.tiny_pipeline import PICKLED, TINY, TINY_INPAINT
@@ -124,3 +125,43 @@ def test_studio_models_names_the_refused_folder_and_why(tmp_path: Path, monkeypa
     assert result.exit_code == 0, result.output
     assert "! sneaky" in result.output
     assert "'os' is not a text encoder the studio knows" in result.output
+
+
+# --- a folder's description is kept until the folder changes ------------------------------------
+
+
+def test_a_described_folder_is_read_again_only_once_it_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = config_only_folder(tmp_path, "kept", _studio_default_steps=10)
+    catalog = ModelCatalog(tmp_path)
+    reads: list[Path] = []
+    real_inspect = catalog_module.inspect_model
+
+    def counting_inspect(path: Path) -> object:
+        reads.append(path)
+        return real_inspect(path)
+
+    monkeypatch.setattr(catalog_module, "inspect_model", counting_inspect)
+
+    assert catalog.spec("kept").default_steps == 10
+    assert catalog.spec("kept").default_steps == 10
+    assert [spec.name for spec in catalog.list()] == ["kept"]
+    assert reads == [folder]
+
+    # A config edited in place, to the same length: read again.
+    index = folder / "model_index.json"
+    index.write_text(index.read_text().replace('"_studio_default_steps": 10', '"_studio_default_steps": 12'))
+    assert catalog.spec("kept").default_steps == 12
+    assert len(reads) == 2
+
+    # A pickle dropped two folders down: refused from the next ask on.
+    (folder / "unet" / "extra").mkdir()
+    (folder / "unet" / "extra" / "weights.bin").write_bytes(b"\0")
+    with pytest.raises(ModelNotFound, match="pickle"):
+        catalog.spec("kept")
+    (folder / "unet" / "extra" / "weights.bin").unlink()
+    assert catalog.spec("kept").default_steps == 12
+
+    # Its weights removed: refused.
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ModelNotFound, match="no safetensors"):
+        catalog.spec("kept")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.base import utcnow
@@ -111,6 +111,29 @@ def test_enqueue_refuses_another_users_image(session: Session, make_user: MakeUs
 
 def test_claim_returns_none_on_an_empty_queue(session: Session) -> None:
     assert queue.claim(session, worker="w1") is None
+
+
+def test_claiming_from_a_queue_with_nothing_queued_writes_nothing_and_ends_its_transaction(
+    session: Session, make_user: MakeUser, make_generation: MakeGeneration
+) -> None:
+    # Workers ask after every job and at every poll: an empty queue is answered by one read.
+    finished = make_generation(session, owner=make_user(session))
+    finished.status = Status.SUCCEEDED
+    session.commit()
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert queue.claim(session, worker="w1") is None
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert statements == ["SELECT"]
+    assert not session.in_transaction()
 
 
 def test_claim_marks_the_job_running_under_the_worker(

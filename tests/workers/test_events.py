@@ -190,3 +190,27 @@ def test_the_redis_bus_counts_watchers_across_processes() -> None:
     assert worker.watched(8)
     unwatch_second()
     assert not worker.watched(8)
+
+
+def test_a_client_waiting_for_the_end_is_woken_by_the_final_status_only_and_asks_for_no_previews() -> None:
+    bus = MemoryEventBus()
+    woken: list[str] = []
+    stop = bus.on_end(12, lambda: woken.append(bus.read(12)[-1].data["status"]))
+    assert not bus.watched(12)  # a long poll shows no pictures: the worker paints no previews for it
+
+    bus.publish(12, "status", {"status": "running"})
+    bus.publish(12, "progress", {"step": 1, "total": 2})
+    assert woken == []
+    bus.publish(12, "status", {"status": "succeeded"})
+    assert woken == ["succeeded"]
+    stop()  # already woken and forgotten: stopping is harmless
+
+
+def test_a_client_that_stopped_waiting_is_not_woken() -> None:
+    bus = MemoryEventBus()
+    woken: list[int] = []
+    first = bus.on_end(13, lambda: woken.append(1))
+    bus.on_end(13, lambda: woken.append(2))
+    first()
+    bus.publish(13, "status", {"status": "cancelled"})
+    assert woken == [2]

@@ -1,0 +1,196 @@
+"""``GET /api/generations/{id}?wait=N``: a request that answers when its job ends (a long poll).
+
+The bounds on how long an answer took are generous (a tenth or less of the wait asked for): they
+tell an answer woken by the job's end from one that ran out its wait, not how fast the server is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.db.models import Generation, Status
+from app.workers.events import RedisEventBus
+
+LONG_WAIT = 30.0
+WOKEN_WITHIN = 10.0
+
+
+def _enqueue(client: TestClient, prompt: str = "a harbour at night") -> int:
+    response = client.post("/api/generate/prompt", json={"prompt": prompt, "steps": 2})
+    assert response.status_code == 202, response.text
+    return int(response.json()["id"])
+
+
+def _set_status(client: TestClient, generation_id: int, status: Status) -> None:
+    with client.app.state.session_factory() as session:  # type: ignore[attr-defined]
+        generation = session.get(Generation, generation_id)
+        assert generation is not None
+        generation.status = status
+        session.commit()
+
+
+@contextmanager
+def _meanwhile(action: Callable[[], None], after: float = 0.3) -> Iterator[None]:
+    """Runs ``action`` on another thread ``after`` seconds in, while the block waits on a request."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as error:  # re-raised in the test's thread
+            failures.append(error)
+
+    timer = threading.Timer(after, run)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+    if failures:
+        raise failures[0]
+
+
+class Answer(NamedTuple):
+    body: dict[str, object]
+    took: float  # seconds from the request to its answer
+    at: float  # time.monotonic() when the answer came
+
+
+def _long_poll(client: TestClient, generation_id: int, wait: float = LONG_WAIT) -> Answer:
+    started = time.monotonic()
+    response = client.get(f"/api/generations/{generation_id}", params={"wait": wait})
+    assert response.status_code == 200, response.text
+    answered = time.monotonic()
+    return Answer(response.json(), answered - started, answered)
+
+
+def test_a_long_poll_answers_with_the_job_as_soon_as_its_end_is_published(idle_client: TestClient) -> None:
+    generation_id = _enqueue(idle_client)
+    bus = idle_client.app.state.bus  # type: ignore[attr-defined]
+    watched_while_waiting: list[bool] = []
+    published_at: list[float] = []
+
+    def finish() -> None:
+        # Only the bus hears of it (the row stays queued): nothing else could end the wait.
+        watched_while_waiting.append(bus.watched(generation_id))
+        published_at.append(time.monotonic())
+        bus.publish(generation_id, "status", {"status": "succeeded"})
+
+    with _meanwhile(finish):
+        body, took, answered_at = _long_poll(idle_client, generation_id)
+
+    assert body["status"] == "queued"  # the row as it is: the answer is read after the wait
+    assert answered_at > published_at[0], "answered before the job's end was published: it did not wait"
+    assert took < WOKEN_WITHIN, f"answered after {took:.1f} s of a {LONG_WAIT} s wait: the end did not wake it"
+    # A waiting client asks for no previews (a stream does): the worker paints none for it.
+    assert watched_while_waiting == [False]
+
+
+def test_a_job_ended_in_the_database_but_forgotten_by_the_bus_still_ends_the_wait(idle_client: TestClient) -> None:
+    generation_id = _enqueue(idle_client)
+
+    with _meanwhile(lambda: _set_status(idle_client, generation_id, Status.FAILED)):
+        body, took, _ = _long_poll(idle_client, generation_id)
+
+    assert body["status"] == "failed"
+    assert took < WOKEN_WITHIN
+
+
+def test_a_cancel_from_another_request_ends_the_wait(idle_client: TestClient) -> None:
+    generation_id = _enqueue(idle_client)
+
+    def cancel() -> None:
+        assert idle_client.post(f"/api/generations/{generation_id}/cancel").status_code == 200
+
+    with _meanwhile(cancel):
+        body, took, _ = _long_poll(idle_client, generation_id)
+
+    assert body["status"] == "cancelled"
+    assert took < WOKEN_WITHIN
+
+
+def test_a_job_that_does_not_end_is_answered_as_it_is_when_the_wait_runs_out(idle_client: TestClient) -> None:
+    generation_id = _enqueue(idle_client)
+
+    body, took, _ = _long_poll(idle_client, generation_id, wait=0.3)
+
+    assert body["status"] == "queued"
+    assert body["queue_position"] == 0
+    assert took >= 0.3
+    assert not idle_client.app.state.bus.watched(generation_id)  # type: ignore[attr-defined]
+
+
+def test_an_ended_job_is_answered_at_once(idle_client: TestClient) -> None:
+    generation_id = _enqueue(idle_client)
+    _set_status(idle_client, generation_id, Status.SUCCEEDED)
+
+    body, took, _ = _long_poll(idle_client, generation_id)
+
+    assert body["status"] == "succeeded"
+    assert took < WOKEN_WITHIN
+
+
+def test_a_job_the_caller_cannot_see_answers_404_without_waiting(idle_client: TestClient) -> None:
+    started = time.monotonic()
+    response = idle_client.get("/api/generations/999999", params={"wait": LONG_WAIT})
+
+    assert response.status_code == 404
+    assert time.monotonic() - started < WOKEN_WITHIN
+
+
+@pytest.mark.parametrize("wait", ["-1", "61", "soon", "nan"])
+def test_a_wait_out_of_bounds_answers_422(idle_client: TestClient, wait: str) -> None:
+    generation_id = _enqueue(idle_client)
+
+    response = idle_client.get(f"/api/generations/{generation_id}", params={"wait": wait})
+
+    assert response.status_code == 422, response.text
+    assert "wait" in response.text
+
+
+def test_a_painted_job_is_heard_through_one_long_poll(client: TestClient) -> None:
+    response = client.post(
+        "/api/generate/prompt", json={"prompt": "a red barn", "seed": 5, "steps": 2, "width": 64, "height": 64}
+    )
+    generation_id = response.json()["id"]
+
+    body, _, _ = _long_poll(client, generation_id, wait=60)
+
+    assert body["status"] == "succeeded", body["error"]
+    images = body["images"]
+    assert isinstance(images, list) and len(images) == 1
+    assert client.get(images[0]["url"]).headers["content-type"] == "image/png"
+
+
+def test_the_redis_bus_ends_a_wait_by_being_asked(make_client: Callable[..., TestClient]) -> None:
+    """Scaled mode's bus wakes nobody: the waiting request asks it, as the event streams do."""
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url).ping()
+    except redis.RedisError as error:
+        pytest.skip(f"no Redis at {url}: {error}")
+    client = make_client(start_workers=False)
+    bus = RedisEventBus(url, ttl_seconds=60, prefix=f"test-long-poll-{time.monotonic_ns()}")
+    client.app.state.bus = bus  # type: ignore[attr-defined]
+    generation_id = _enqueue(client)
+
+    published_at: list[float] = []
+
+    def finish() -> None:
+        published_at.append(time.monotonic())
+        bus.publish(generation_id, "status", {"status": "succeeded"})
+
+    with _meanwhile(finish):
+        body, took, answered_at = _long_poll(client, generation_id)
+
+    assert body["status"] == "queued"  # only the bus heard of the end
+    assert answered_at > published_at[0]
+    assert took < WOKEN_WITHIN
