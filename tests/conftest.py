@@ -204,6 +204,20 @@ def create_test_generation(session: Session, owner: User, **overrides: Any) -> G
     return generation
 
 
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The local Redis the scaled bus and rate limits use; the test is skipped where none answers."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(LOCAL_REDIS).ping()
+    except redis.RedisError as error:
+        pytest.skip(f"no Redis at {LOCAL_REDIS}: {error}")
+    return LOCAL_REDIS
+
+
 @pytest.fixture
 def make_user() -> Callable[..., User]:
     """``make_user(session, username=None, role=Role.ARTIST) -> User``."""

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.db.models import Status
 from app.deps import BusDep, CurrentUser, SessionDep
+from app.http.waiting import ask_bus, waker
 from app.params import RowId
 from app.services import generations, queue
 from app.workers.events import EventBus
@@ -62,14 +63,10 @@ async def _stream(
     loop = asyncio.get_running_loop()
     published = asyncio.Event()
 
-    def wake() -> None:
-        loop.call_soon_threadsafe(published.set)
-
     async def ask(function: Callable[..., T], *args: Any) -> T:
-        # Redis answers over the network, off the loop; the in-memory bus at once, on it.
-        return await run_in_threadpool(function, *args) if bus.reads_block else function(*args)
+        return await ask_bus(bus, function, *args)
 
-    unwatch = await ask(bus.watch, generation_id, wake)
+    unwatch = await ask(bus.watch, generation_id, waker(published))
     wait = FINAL_CHECK_SECONDS if bus.wakes_watchers else POLL_SECONDS
     try:
         quiet = 0.0

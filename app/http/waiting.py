@@ -31,6 +31,21 @@ FINAL_CHECK_SECONDS = 1.0
 POLL_SECONDS = 0.1
 
 
+async def ask_bus(bus: EventBus, function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` of the bus: Redis answers over the network, off the loop; the memory bus at once, on it."""
+    return await run_in_threadpool(function, *args) if bus.reads_block else function(*args)
+
+
+def waker(flag: asyncio.Event) -> Callable[[], None]:
+    """A wake-up the bus may call from a worker thread: sets ``flag`` on the running loop."""
+    loop = asyncio.get_running_loop()
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(flag.set)
+
+    return wake
+
+
 async def until_final(
     generation_id: int, *, bus: EventBus, session_factory: sessionmaker[Session], timeout: float
 ) -> bool:
@@ -38,14 +53,10 @@ async def until_final(
     loop = asyncio.get_running_loop()
     ended = asyncio.Event()
 
-    def wake() -> None:
-        loop.call_soon_threadsafe(ended.set)
-
     async def ask(function: Callable[..., T], *args: Any) -> T:
-        # Redis answers over the network, off the loop; the in-memory bus at once, on it.
-        return await run_in_threadpool(function, *args) if bus.reads_block else function(*args)
+        return await ask_bus(bus, function, *args)
 
-    stop = await ask(bus.on_end, generation_id, wake)
+    stop = await ask(bus.on_end, generation_id, waker(ended))
     deadline = loop.time() + timeout
     next_check = loop.time() + FINAL_CHECK_SECONDS
     try:

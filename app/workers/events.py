@@ -139,32 +139,27 @@ class MemoryEventBus:
                 logger.debug("could not wake a stream of generation %s", generation_id, exc_info=True)
 
     def watch(self, generation_id: int, wake: Callable[[], None]) -> Callable[[], None]:
-        with self._lock:
-            self._watchers.setdefault(generation_id, []).append(wake)
-
-        def unwatch() -> None:
-            with self._lock:
-                wakes = self._watchers.get(generation_id, [])
-                if wake in wakes:
-                    wakes.remove(wake)
-                if not wakes:
-                    self._watchers.pop(generation_id, None)
-
-        return unwatch
+        return self._subscribe(self._watchers, generation_id, wake)
 
     def on_end(self, generation_id: int, wake: Callable[[], None]) -> Callable[[], None]:
-        with self._lock:
-            self._enders.setdefault(generation_id, []).append(wake)
+        return self._subscribe(self._enders, generation_id, wake)
 
-        def stop() -> None:
+    def _subscribe(
+        self, table: dict[int, list[Callable[[], None]]], generation_id: int, wake: Callable[[], None]
+    ) -> Callable[[], None]:
+        """Adds ``wake`` to the generation's list in ``table``; returns the call that takes it out."""
+        with self._lock:
+            table.setdefault(generation_id, []).append(wake)
+
+        def unsubscribe() -> None:
             with self._lock:
-                wakes = self._enders.get(generation_id, [])
+                wakes = table.get(generation_id, [])
                 if wake in wakes:
                     wakes.remove(wake)
                 if not wakes:
-                    self._enders.pop(generation_id, None)
+                    table.pop(generation_id, None)
 
-        return stop
+        return unsubscribe
 
     def watched(self, generation_id: int) -> bool:
         with self._lock:

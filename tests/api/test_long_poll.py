@@ -169,16 +169,10 @@ def test_a_painted_job_is_heard_through_one_long_poll(client: TestClient) -> Non
     assert client.get(images[0]["url"]).headers["content-type"] == "image/png"
 
 
-def test_the_redis_bus_ends_a_wait_by_being_asked(make_client: Callable[..., TestClient]) -> None:
+def test_the_redis_bus_ends_a_wait_by_being_asked(make_client: Callable[..., TestClient], redis_url: str) -> None:
     """Scaled mode's bus wakes nobody: the waiting request asks it, as the event streams do."""
-    redis = pytest.importorskip("redis")
-    url = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(url).ping()
-    except redis.RedisError as error:
-        pytest.skip(f"no Redis at {url}: {error}")
     client = make_client(start_workers=False)
-    bus = RedisEventBus(url, ttl_seconds=60, prefix=f"test-long-poll-{time.monotonic_ns()}")
+    bus = RedisEventBus(redis_url, ttl_seconds=60, prefix=f"test-long-poll-{time.monotonic_ns()}")
     client.app.state.bus = bus  # type: ignore[attr-defined]
     generation_id = _enqueue(client)
 
