@@ -107,10 +107,21 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared: int | None = None
+        chunked = False
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(send)
-                return
+            if name == b"content-length" and value.isdigit():
+                declared = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(send)
+            return
+        if not chunked and not declared:
+            # No body (a GET, most requests): nothing to count. HTTP/1.1 frames a body only by
+            # Content-Length or Transfer-Encoding, and the server reads no more than declared.
+            await self.app(scope, receive, send)
+            return
         received = 0
         started = False
         exceeded = False
@@ -161,6 +172,15 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+# Added to every response that does not set its own (the API docs page sets none of them).
+SECURITY_HEADERS = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+)
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -175,13 +195,7 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 names = {name.lower() for name, _ in headers}
-                extra = {
-                    b"content-security-policy": CONTENT_SECURITY_POLICY.encode(),
-                    b"x-content-type-options": b"nosniff",
-                    b"referrer-policy": b"same-origin",
-                    b"x-frame-options": b"DENY",
-                }
-                headers.extend((name, value) for name, value in extra.items() if name not in names)
+                headers.extend((name, value) for name, value in SECURITY_HEADERS if name not in names)
                 message["headers"] = headers
             await send(message)
 

@@ -128,7 +128,7 @@ async def get_generation(
     ] = 0.0,
 ) -> GenerationOut:
     def read() -> GenerationOut:
-        generation = generations.get_visible(session, generation_id=generation_id, user=user)
+        generation = generations.get_visible(session, generation_id=generation_id, user=user, with_images=True)
         return generation_out(session, generation)
 
     out = await run_in_threadpool(read)

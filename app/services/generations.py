@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.db.models import Feedback, Generation, Image, Mode, Role, Status, User
 from app.params import MAX_SEED, JobParams, Parameters
@@ -60,9 +60,13 @@ def _can_see(user: User | None, generation: Generation) -> bool:
     return user is not None and (user.role == Role.ADMIN or generation.user_id == user.id)
 
 
-def get_visible(session: Session, *, generation_id: int, user: User | None) -> Generation:
-    """The generation if ``user`` owns it or is an admin; otherwise NotFound, so ids leak nothing."""
-    generation = session.get(Generation, generation_id)
+def get_visible(session: Session, *, generation_id: int, user: User | None, with_images: bool = False) -> Generation:
+    """The generation if ``user`` owns it or is an admin; otherwise NotFound, so ids leak nothing.
+
+    ``with_images`` reads its images in the same statement (a job's JSON, asked for by every poll).
+    """
+    options = [joinedload(Generation.images)] if with_images else []
+    generation = session.get(Generation, generation_id, options=options)
     if generation is None or not _can_see(user, generation):
         raise NotFound(f"generation {generation_id} not found")
     return generation

@@ -147,3 +147,19 @@ def test_the_studio_page_shows_how_far_back_each_queued_card_is(client: TestClie
     # The one queued job of the local artist waits behind the other artist's (added first).
     assert "1 ahead" in body
     assert "done in about 10 s" in body
+
+
+def test_a_finished_job_with_its_images_is_answered_in_two_statements(client: TestClient) -> None:
+    # Pollers ask for their job every few tens of milliseconds while it paints.
+    add_rows(client, FEW)
+    with _factory(client)() as session:
+        finished = session.scalars(
+            select(Image.generation_id).where(Image.generation_id.is_not(None)).order_by(Image.id).limit(1)
+        ).one()
+
+    statements, body = statements_of(client, f"/api/generations/{finished}")
+
+    assert len(client.get(f"/api/generations/{finished}").json()["images"]) == 2
+    # The acting user, then the job joined to its images.
+    assert len(statements) == 2, "\n".join(statements)
+    assert '"status":"succeeded"' in body
