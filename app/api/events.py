@@ -15,18 +15,13 @@ from starlette.concurrency import run_in_threadpool
 
 from app.db.models import Status
 from app.deps import BusDep, CurrentUser, SessionDep
-from app.http.waiting import ask_bus, waker
+from app.http.waiting import FINAL_CHECK_SECONDS, POLL_SECONDS, ask_bus, final_status, waker
 from app.params import RowId
-from app.services import generations, queue
+from app.services import generations
 from app.workers.events import EventBus
 
 router = APIRouter(tags=["generations"])
 T = TypeVar("T")
-
-# How often a quiet stream asks the database whether its job ended, and how often it reads a bus
-# that does not wake its watchers (Redis); the in-memory bus wakes a stream as soon as it publishes.
-FINAL_CHECK_SECONDS = 1.0
-POLL_SECONDS = 0.1
 
 
 @router.get("/generations/{generation_id}/events")
@@ -83,7 +78,7 @@ async def _stream(
                 continue
             if quiet >= FINAL_CHECK_SECONDS:
                 quiet = 0.0
-                final = await run_in_threadpool(_final_status, session_factory, generation_id)
+                final = await run_in_threadpool(final_status, session_factory, generation_id)
                 if final is not None:
                     yield {"event": "status", "data": json.dumps({"status": final.value})}
                     return
@@ -97,9 +92,3 @@ async def _stream(
             loop.run_in_executor(None, unwatch)
         else:
             unwatch()
-
-
-def _final_status(session_factory: sessionmaker[Session], generation_id: int) -> Status | None:
-    """The job's status if it has ended, else None; in a session of its own, closed at once."""
-    with session_factory() as session:
-        return queue.final_status(session, generation_id=generation_id)

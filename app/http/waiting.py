@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from app.db.models import Status
 from app.services import queue
 from app.workers.events import EventBus
 
@@ -27,6 +28,8 @@ T = TypeVar("T")
 
 # The longest a request may wait; a client that wants longer asks again.
 MAX_WAIT_SECONDS = 60.0
+# How often a waiting request or a quiet event stream asks the database whether its job ended, and
+# how often it reads a bus that does not wake it (Redis); the in-memory bus wakes it as it publishes.
 FINAL_CHECK_SECONDS = 1.0
 POLL_SECONDS = 0.1
 
@@ -66,7 +69,7 @@ async def until_final(
             now = loop.time()
             if now >= next_check:
                 next_check = now + FINAL_CHECK_SECONDS
-                if await run_in_threadpool(_has_ended, session_factory, generation_id):
+                if await run_in_threadpool(final_status, session_factory, generation_id) is not None:
                     return True
             now = loop.time()
             if now >= deadline:
@@ -83,6 +86,7 @@ async def until_final(
             stop()
 
 
-def _has_ended(session_factory: sessionmaker[Session], generation_id: int) -> bool:
+def final_status(session_factory: sessionmaker[Session], generation_id: int) -> Status | None:
+    """The job's status if it has ended, else None; in a session of its own, closed at once."""
     with session_factory() as session:
-        return queue.final_status(session, generation_id=generation_id) is not None
+        return queue.final_status(session, generation_id=generation_id)
