@@ -196,6 +196,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db_engine = engine
     app.state.session_factory = make_session_factory(engine)
+    # SQLite ends a request's read in the library's own call; a server database over the network.
+    app.state.local_database = engine.dialect.name == "sqlite"
     # The web side lists and checks models through the catalog (no torch); the pipelines are
     # loaded by the registry that the worker pool builds on its own thread.
     app.state.catalog = ModelCatalog(settings.models_dir)

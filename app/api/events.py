@@ -14,7 +14,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.db.models import Status
-from app.deps import BusDep, CurrentUser, SessionDep
+from app.deps import BusDep, CallerDep, SessionDep
 from app.http.waiting import FINAL_CHECK_SECONDS, POLL_SECONDS, ask_bus, final_status, waker
 from app.params import RowId
 from app.services import generations
@@ -29,7 +29,7 @@ def generation_events(
     generation_id: RowId,
     request: Request,
     session: SessionDep,
-    user: CurrentUser,
+    caller: CallerDep,
     bus: BusDep,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
@@ -39,11 +39,12 @@ def generation_events(
     after a final status; the database is consulted too, so a job that ended before the client
     connected (or whose events were forgotten) still closes the stream.
 
-    The user and the visibility check use the request's session, which is closed when this
-    function returns (see ``app.deps.get_session``): an open stream holds no connection, and
-    each final-status check borrows one only for its query.
+    Who asks and the visibility check use the request's session, in this function's one
+    worker-thread hop (``app.deps.Caller``); the session is closed when this function returns
+    (see ``app.deps.get_session``): an open stream holds no connection, and each final-status
+    check borrows one only for its query.
     """
-    generations.get_visible(session, generation_id=generation_id, user=user)
+    generations.get_visible(session, generation_id=generation_id, user=caller.required())
     # A number no stream reaches (or one Redis would refuse as an index) resumes from the start.
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() and len(last_event_id) <= 9 else -1
     stream = _stream(generation_id, after, bus=bus, session_factory=request.app.state.session_factory)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.db.models import Generation, Mode, Status
-from app.deps import BusDep, CatalogDep, CurrentUser, SessionDep, SettingsDep, SubmitDep
+from app.deps import BusDep, CallerDep, CatalogDep, CurrentUser, SessionDep, SettingsDep, SubmitDep
 from app.http import waiting
 from app.params import MAX_ID, RowId
 from app.schemas import GenerationAccepted, GenerationOut, GenerationPage, PromptRequest
@@ -71,16 +71,20 @@ def accepted(generation: Generation, notes: list[str] | None = None) -> Generati
 
 
 @router.post("/generate/prompt", status_code=202, response_model=GenerationAccepted)
-def generate_prompt(
+async def generate_prompt(
     body: PromptRequest,
-    session: SessionDep,
     user: CurrentUser,
     catalog: CatalogDep,
     settings: SettingsDep,
     submit: SubmitDep,
 ) -> GenerationAccepted:
-    new = new_generation(body, mode=Mode.TXT2IMG, catalog=catalog, default_model=settings.default_model)
-    return accepted(submit(owner=user, new=new))
+    # A coroutine around one worker-thread hop: FastAPI checks a plain function's answer in a hop
+    # of its own, which would come after the dispatch, beside the job's first steps.
+    def enqueue() -> GenerationAccepted:
+        new = new_generation(body, mode=Mode.TXT2IMG, catalog=catalog, default_model=settings.default_model)
+        return accepted(submit(owner=user, new=new))
+
+    return await run_in_threadpool(enqueue)
 
 
 @router.get("/generations", response_model=GenerationPage)
@@ -116,29 +120,42 @@ async def get_generation(
     generation_id: RowId,
     request: Request,
     session: SessionDep,
-    user: CurrentUser,
+    caller: CallerDep,
     bus: BusDep,
     wait: Annotated[
         float,
         Query(
             ge=0,
             le=waiting.MAX_WAIT_SECONDS,
-            description="seconds to hold the answer until the job has ended (a long poll); 0 answers at once",
+            description=(
+                "seconds to hold the answer until the job has ended (a long poll); 0 answers at once, or at"
+                " the job's end when it is running and due to end within a quarter of a second"
+            ),
         ),
     ] = 0.0,
 ) -> GenerationOut:
     def read() -> GenerationOut:
-        generation = generations.get_visible(session, generation_id=generation_id, user=user, with_images=True)
-        return generation_out(session, generation)
+        # One worker-thread hop for who asks, the job and, before a wait, the connection's return.
+        generation = generations.get_visible(
+            session, generation_id=generation_id, user=caller.required(), with_images=True
+        )
+        out = generation_out(session, generation)
+        if not Status(out.status).is_final:
+            session.rollback()  # the connection goes back to the pool while the request waits
+        return out
 
     out = await run_in_threadpool(read)
+    factory = request.app.state.session_factory
     if wait > 0 and not Status(out.status).is_final:
-        # The connection goes back to the pool while the request waits; the read after starts afresh.
-        await run_in_threadpool(session.rollback)
-        await waiting.until_final(
-            generation_id, bus=bus, session_factory=request.app.state.session_factory, timeout=wait
-        )
+        await waiting.until_final(generation_id, bus=bus, session_factory=factory, timeout=wait)
         out = await run_in_threadpool(read)  # ended or not: the job as it is now
+    elif (
+        out.status == Status.RUNNING.value
+        and out.started_at is not None
+        # A plain poll of a job about to end is answered at its end (app.http.waiting.NEAR_END_SECONDS).
+        and await waiting.until_near_end(generation_id, started_at=out.started_at, bus=bus, session_factory=factory)
+    ):
+        out = await run_in_threadpool(read)
     return out
 
 

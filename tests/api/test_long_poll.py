@@ -10,12 +10,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import NamedTuple
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.db.base import utcnow
 from app.db.models import Generation, Status
+from app.http import waiting
 from app.workers.events import RedisEventBus
 
 LONG_WAIT = 30.0
@@ -127,6 +130,22 @@ def test_a_job_that_does_not_end_is_answered_as_it_is_when_the_wait_runs_out(idl
     assert not idle_client.app.state.bus.watched(generation_id)  # type: ignore[attr-defined]
 
 
+def test_a_waiting_request_holds_no_database_connection(idle_client: TestClient) -> None:
+    generation_id = _enqueue(idle_client)
+    engine = idle_client.app.state.db_engine  # type: ignore[attr-defined]
+    held_while_waiting: list[int] = []
+
+    def finish() -> None:
+        held_while_waiting.append(engine.pool.checkedout())
+        _set_status(idle_client, generation_id, Status.SUCCEEDED)
+
+    with _meanwhile(finish):
+        body, _, _ = _long_poll(idle_client, generation_id)
+
+    assert body["status"] == "succeeded"
+    assert held_while_waiting == [0]
+
+
 def test_an_ended_job_is_answered_at_once(idle_client: TestClient) -> None:
     generation_id = _enqueue(idle_client)
     _set_status(idle_client, generation_id, Status.SUCCEEDED)
@@ -188,3 +207,66 @@ def test_the_redis_bus_ends_a_wait_by_being_asked(make_client: Callable[..., Tes
     assert body["status"] == "queued"  # only the bus heard of the end
     assert answered_at > published_at[0]
     assert took < WOKEN_WITHIN
+
+
+# -- a plain poll of a job about to end ---------------------------------------------------------------
+
+
+def _running(client: TestClient, generation_id: int, *, started_seconds_ago: float) -> None:
+    with client.app.state.session_factory() as session:  # type: ignore[attr-defined]
+        generation = session.get(Generation, generation_id)
+        assert generation is not None
+        generation.status = Status.RUNNING
+        generation.started_at = utcnow() - timedelta(seconds=started_seconds_ago)
+        session.commit()
+
+
+def _plain_poll(client: TestClient, generation_id: int) -> Answer:
+    started = time.monotonic()
+    response = client.get(f"/api/generations/{generation_id}")
+    assert response.status_code == 200, response.text
+    answered = time.monotonic()
+    return Answer(response.json(), answered - started, answered)
+
+
+def test_a_plain_poll_of_a_job_about_to_end_is_answered_at_its_end(idle_client: TestClient) -> None:
+    generation_id = _enqueue(idle_client)
+    _running(idle_client, generation_id, started_seconds_ago=0.8)
+    bus = idle_client.app.state.bus  # type: ignore[attr-defined]
+    bus.publish(generation_id, "progress", {"step": 8, "total": 8})  # only the picture left: ~0.1 s
+
+    def finish() -> None:
+        _set_status(idle_client, generation_id, Status.SUCCEEDED)
+        bus.publish(generation_id, "status", {"status": "succeeded"})
+
+    with _meanwhile(finish, after=0.05):
+        body, took, _ = _plain_poll(idle_client, generation_id)
+
+    assert body["status"] == "succeeded"  # read again after the end, not the running row it first read
+    assert took < waiting.NEAR_END_SECONDS + 2.0
+
+
+def test_a_plain_poll_is_held_no_longer_than_the_bound_when_the_end_does_not_come(idle_client: TestClient) -> None:
+    generation_id = _enqueue(idle_client)
+    _running(idle_client, generation_id, started_seconds_ago=0.8)
+    idle_client.app.state.bus.publish(generation_id, "progress", {"step": 8, "total": 8})  # type: ignore[attr-defined]
+
+    body, took, _ = _plain_poll(idle_client, generation_id)
+
+    assert body["status"] == "running"
+    assert took >= waiting.NEAR_END_SECONDS
+
+
+@pytest.mark.parametrize("progress", [None, {"step": 1, "total": 8}])
+def test_a_plain_poll_of_a_job_far_from_its_end_is_answered_at_once(
+    idle_client: TestClient, progress: dict[str, int] | None
+) -> None:
+    generation_id = _enqueue(idle_client)
+    _running(idle_client, generation_id, started_seconds_ago=2.0)  # a step took 2 s: 16 s left
+    if progress is not None:
+        idle_client.app.state.bus.publish(generation_id, "progress", progress)  # type: ignore[attr-defined]
+
+    body, took, _ = _plain_poll(idle_client, generation_id)
+
+    assert body["status"] == "running"
+    assert took < waiting.NEAR_END_SECONDS, f"held {took:.2f} s though the job is far from its end"
