@@ -8,18 +8,17 @@ SQLite the session closes on the loop.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image as PILImage
 from sqlalchemy import Engine, event
 
 from app.db.models import Status
 from tests.api.test_long_poll import _enqueue, _set_status
+from tests.http.test_submit import upload
 
 
 @pytest.fixture
@@ -40,14 +39,6 @@ def _hops_of(client: TestClient, hops: list[str], method: str, path: str, **kwar
     hops.clear()
     response = client.request(method, path, **kwargs)
     return response.status_code, list(hops)
-
-
-def _upload(client: TestClient) -> int:
-    buffer = io.BytesIO()
-    PILImage.new("RGB", (16, 16), (200, 40, 40)).save(buffer, format="PNG")
-    response = client.post("/api/uploads", files={"file": ("red.png", buffer.getvalue(), "image/png")})
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"])
 
 
 @pytest.fixture
@@ -86,7 +77,7 @@ def test_a_job_nobody_may_see_costs_one_hop(client: TestClient, hops: list[str])
 
 @pytest.mark.parametrize("suffix", ["", "/thumb"])
 def test_a_picture_costs_one_hop(client: TestClient, hops: list[str], suffix: str) -> None:
-    image_id = _upload(client)
+    image_id = upload(client)
 
     status, names = _hops_of(client, hops, "GET", f"/api/images/{image_id}{suffix}")
 
