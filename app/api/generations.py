@@ -129,33 +129,37 @@ async def get_generation(
             le=waiting.MAX_WAIT_SECONDS,
             description=(
                 "seconds to hold the answer until the job has ended (a long poll); 0 answers at once, or at"
-                " the job's end when it is running and due to end within a quarter of a second"
+                " the job's end when that is due within half a second"
             ),
         ),
     ] = 0.0,
 ) -> GenerationOut:
-    def read() -> GenerationOut:
-        # One worker-thread hop for who asks, the job and, before a wait, the connection's return.
+    def read() -> tuple[GenerationOut, float | None]:
+        # One worker-thread hop for who asks, the job, how soon it ends and the connection's return.
         generation = generations.get_visible(
             session, generation_id=generation_id, user=caller.required(), with_images=True
         )
         out = generation_out(session, generation)
-        if not Status(out.status).is_final:
-            session.rollback()  # the connection goes back to the pool while the request waits
-        return out
+        if Status(out.status).is_final:
+            return out, None
+        due = (
+            None if wait > 0 else waiting.seconds_to_end(session, generation, bus=bus, queued_wait=out.estimated_wait_s)
+        )
+        session.rollback()  # the connection goes back to the pool while the request waits
+        return out, due
 
-    out = await run_in_threadpool(read)
+    out, due = await run_in_threadpool(read)
     factory = request.app.state.session_factory
     if wait > 0 and not Status(out.status).is_final:
         await waiting.until_final(generation_id, bus=bus, session_factory=factory, timeout=wait)
-        out = await run_in_threadpool(read)  # ended or not: the job as it is now
+        out, _ = await run_in_threadpool(read)  # ended or not: the job as it is now
     elif (
-        out.status == Status.RUNNING.value
-        and out.started_at is not None
-        # A plain poll of a job about to end is answered at its end (app.http.waiting.NEAR_END_SECONDS).
-        and await waiting.until_near_end(generation_id, started_at=out.started_at, bus=bus, session_factory=factory)
+        due is not None
+        and due <= waiting.NEAR_END_SECONDS
+        # A plain poll of a job about to end is answered at its end.
+        and await waiting.until_final(generation_id, bus=bus, session_factory=factory, timeout=waiting.NEAR_END_SECONDS)
     ):
-        out = await run_in_threadpool(read)
+        out, _ = await run_in_threadpool(read)
     return out
 
 

@@ -15,24 +15,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from app.db.models import Status
-from app.services import queue
+from app.db.base import utcnow
+from app.db.models import Generation, Status
+from app.services import estimates, queue
 from app.workers.events import Event, EventBus
 
 T = TypeVar("T")
 
 # The longest a request may wait; a client that wants longer asks again.
 MAX_WAIT_SECONDS = 60.0
-# A plain poll (no ``wait``) of a running job this close to its end is answered at the end: a
-# client polling every 50 ms would otherwise hear it 25 ms late on average, a tenth of a small
-# job. The poll is held no longer than this, even when the guess was wrong.
-NEAR_END_SECONDS = 0.25
+# A plain poll (no ``wait``) of a job due to end within this long is answered at its end: a client
+# polling every 50 ms would otherwise hear it 25 ms late on average, one polling every half second
+# 250 ms, and each poll it sends meanwhile takes the server's CPU from the painting. The poll is
+# held no longer than this, even when the guess was wrong.
+NEAR_END_SECONDS = 0.5
 # How often a waiting request or a quiet event stream asks the database whether its job ended, and
 # how often it reads a bus that does not wake it (Redis); the in-memory bus wakes it as it publishes.
 FINAL_CHECK_SECONDS = 1.0
@@ -106,20 +107,26 @@ def seconds_left(events: Sequence[Event], *, running_for: float) -> float | None
     return running_for / step * (total - step + 1)
 
 
-async def until_near_end(
-    generation_id: int, *, started_at: datetime, bus: EventBus, session_factory: sessionmaker[Session]
-) -> bool:
-    """For a plain poll of a running job: waits for its end when that is due within ``NEAR_END_SECONDS``.
+def seconds_to_end(
+    session: Session, generation: Generation, *, bus: EventBus, queued_wait: float | None
+) -> float | None:
+    """About how long until an unfinished job ends; None when nothing says.
 
-    ``started_at`` is when the job started (aware). True when the job ended meanwhile (the poll
-    reads it again); False at once when the end is further off or unknown, or after
-    ``NEAR_END_SECONDS`` when the guess was wrong.
+    Queued: ``queued_wait``, the estimate the job's JSON carries (the jobs ahead of it and itself at
+    its model's recent pace). Running: from its progress on the bus (``seconds_left``), or before its
+    first step from how long its model's recent jobs ran. Reads the bus and the database: call it in
+    the route's worker thread.
     """
-    running_for = (datetime.now(UTC) - started_at).total_seconds()
-    left = seconds_left(await ask_bus(bus, bus.read, generation_id), running_for=running_for)
-    if left is None or left > NEAR_END_SECONDS:
-        return False
-    return await until_final(generation_id, bus=bus, session_factory=session_factory, timeout=NEAR_END_SECONDS)
+    if generation.status == Status.QUEUED:
+        return queued_wait
+    if generation.status != Status.RUNNING or generation.started_at is None:
+        return None
+    running_for = (utcnow() - generation.started_at).total_seconds()
+    left = seconds_left(bus.read(generation.id), running_for=running_for)
+    if left is not None:
+        return left
+    typical = estimates.typical_run_seconds(session, model=generation.model)
+    return None if typical is None else max(typical - running_for, 0.0)
 
 
 def final_status(session_factory: sessionmaker[Session], generation_id: int) -> Status | None:

@@ -20,8 +20,11 @@ from app.db.base import utcnow
 from app.db.models import Generation, Status
 from app.http import waiting
 from app.workers.events import RedisEventBus
+from tests.conftest import create_test_generation, create_test_user
 
 LONG_WAIT = 30.0
+# What the tests that expect no hold make the hold bound: a held answer would take this long at least.
+HELD_FOR = 5.0
 WOKEN_WITHIN = 10.0
 
 
@@ -209,7 +212,7 @@ def test_the_redis_bus_ends_a_wait_by_being_asked(make_client: Callable[..., Tes
     assert took < WOKEN_WITHIN
 
 
-# -- a plain poll of a job about to end ---------------------------------------------------------------
+# -- a plain poll of a job due to end within NEAR_END_SECONDS ----------------------------------------
 
 
 def _running(client: TestClient, generation_id: int, *, started_seconds_ago: float) -> None:
@@ -259,8 +262,9 @@ def test_a_plain_poll_is_held_no_longer_than_the_bound_when_the_end_does_not_com
 
 @pytest.mark.parametrize("progress", [None, {"step": 1, "total": 8}])
 def test_a_plain_poll_of_a_job_far_from_its_end_is_answered_at_once(
-    idle_client: TestClient, progress: dict[str, int] | None
+    idle_client: TestClient, progress: dict[str, int] | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(waiting, "NEAR_END_SECONDS", HELD_FOR)
     generation_id = _enqueue(idle_client)
     _running(idle_client, generation_id, started_seconds_ago=2.0)  # a step took 2 s: 16 s left
     if progress is not None:
@@ -269,4 +273,56 @@ def test_a_plain_poll_of_a_job_far_from_its_end_is_answered_at_once(
     body, took, _ = _plain_poll(idle_client, generation_id)
 
     assert body["status"] == "running"
-    assert took < waiting.NEAR_END_SECONDS, f"held {took:.2f} s though the job is far from its end"
+    assert took < HELD_FOR, f"held {took:.2f} s though the job is far from its end"
+
+
+def _ran_before(client: TestClient, model: str, *, seconds: float) -> None:
+    """A job of ``model`` that ran ``seconds``: the pace the estimates go by."""
+    with client.app.state.session_factory() as session:  # type: ignore[attr-defined]
+        started = utcnow() - timedelta(minutes=1)
+        create_test_generation(
+            session,
+            create_test_user(session),
+            model=model,
+            status=Status.SUCCEEDED,
+            started_at=started,
+            finished_at=started + timedelta(seconds=seconds),
+        )
+
+
+def _model_of(client: TestClient, generation_id: int) -> str:
+    return str(client.get(f"/api/generations/{generation_id}").json()["model"])
+
+
+@pytest.mark.parametrize("state", ["queued", "running before its first step"])
+def test_a_plain_poll_of_a_job_its_models_pace_says_ends_soon_is_answered_at_its_end(
+    idle_client: TestClient, state: str
+) -> None:
+    generation_id = _enqueue(idle_client)
+    _ran_before(idle_client, _model_of(idle_client, generation_id), seconds=0.3)
+    if state != "queued":
+        _running(idle_client, generation_id, started_seconds_ago=0.1)  # no progress on the bus yet
+
+    def finish() -> None:
+        _set_status(idle_client, generation_id, Status.SUCCEEDED)
+        idle_client.app.state.bus.publish(generation_id, "status", {"status": "succeeded"})  # type: ignore[attr-defined]
+
+    with _meanwhile(finish, after=0.05):
+        body, took, _ = _plain_poll(idle_client, generation_id)
+
+    assert body["status"] == "succeeded"
+    assert took < waiting.NEAR_END_SECONDS + 2.0
+
+
+def test_a_plain_poll_of_a_queued_job_of_a_slow_model_is_answered_at_once(
+    idle_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(waiting, "NEAR_END_SECONDS", HELD_FOR)  # a hold, had there been one, stands out
+    generation_id = _enqueue(idle_client)
+    _ran_before(idle_client, _model_of(idle_client, generation_id), seconds=60.0)
+
+    body, took, _ = _plain_poll(idle_client, generation_id)
+
+    assert body["status"] == "queued"
+    assert body["estimated_wait_s"] == pytest.approx(60.0)
+    assert took < HELD_FOR, f"held {took:.2f} s for a job a minute from its end"
