@@ -40,7 +40,7 @@ from diffusers import (
     SD3ControlNetModel,
 )
 
-from app.engine import attention_signatures, fast_path
+from app.engine import attention_signatures, execution_device, fast_path
 from app.engine import controlnets as controlnet_folders
 from app.engine.catalog import ModelCatalog, ModelNotFound, ModelSpec, RefusedModel, inspect_model, read_json
 from app.engine.families import Family
@@ -224,6 +224,8 @@ class ModelRegistry(ModelCatalog):
         derived._studio_model_path = base._studio_model_path
         derived._studio_family = base._studio_family
         derived._studio_compiled = getattr(base, "_studio_compiled", None)  # the fast path's, on shared modules
+        if (device := execution_device.kept(base)) is not None:
+            execution_device.keep(derived, device)  # on the base's modules, so on its device
         return derived
 
     def _load(self, spec: ModelSpec, device: str) -> DiffusionPipeline:
@@ -246,6 +248,7 @@ class ModelRegistry(ModelCatalog):
             _offload(pipeline, device)
         else:
             pipeline.to(device)
+            execution_device.keep(pipeline, device)
         pipeline.set_progress_bar_config(disable=True)
         # Where optional parts (IP-Adapter weights) are looked up later, and what the family allows.
         pipeline._studio_model_path = spec.path
