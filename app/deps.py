@@ -178,8 +178,8 @@ class Caller:
     a route that runs its reads in a worker thread anyway asks for a ``Caller`` and calls
     ``required()`` (or ``optional()``) there: one hop instead of two. A hop is a thread woken on
     a core and the event loop woken after it; beside a painting job on two cores each costs
-    more than the query it carries. Used by the routes a script asks most often (a job's JSON,
-    its pictures).
+    more than the query it carries. Used by the routes a script asks most often (a job's JSON and
+    its event stream, its pictures).
     """
 
     def __init__(self, request: Request, session: Session, settings: Settings) -> None:

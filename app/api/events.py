@@ -14,6 +14,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.db.models import Status
+from app.db.session import reading
 from app.deps import BusDep, CallerDep, SessionDep
 from app.http.waiting import FINAL_CHECK_SECONDS, POLL_SECONDS, ask_bus, final_status, waker
 from app.params import RowId
@@ -44,7 +45,8 @@ def generation_events(
     (see ``app.deps.get_session``): an open stream holds no connection, and each final-status
     check borrows one only for its query.
     """
-    generations.get_visible(session, generation_id=generation_id, user=caller.required())
+    with reading(session):
+        generations.get_visible(session, generation_id=generation_id, user=caller.required())
     # A number no stream reaches (or one Redis would refuse as an index) resumes from the start.
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() and len(last_event_id) <= 9 else -1
     stream = _stream(generation_id, after, bus=bus, session_factory=request.app.state.session_factory)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.db.models import Generation, Mode, Status
+from app.db.session import reading
 from app.deps import BusDep, CallerDep, CatalogDep, CurrentUser, SessionDep, SettingsDep, SubmitDep
 from app.http import waiting
 from app.params import MAX_ID, RowId
@@ -135,18 +136,16 @@ async def get_generation(
     ] = 0.0,
 ) -> GenerationOut:
     def read() -> tuple[GenerationOut, float | None]:
-        # One worker-thread hop for who asks, the job, how soon it ends and the connection's return.
-        generation = generations.get_visible(
-            session, generation_id=generation_id, user=caller.required(), with_images=True
-        )
-        out = generation_out(session, generation)
-        if Status(out.status).is_final:
-            return out, None
-        due = (
-            None if wait > 0 else waiting.seconds_to_end(session, generation, bus=bus, queued_wait=out.estimated_wait_s)
-        )
-        session.rollback()  # the connection goes back to the pool while the request waits
-        return out, due
+        # One worker-thread hop for who asks, the job, how soon it ends and the connection's return
+        # (before any wait, and so that closing the session costs no hop of its own).
+        with reading(session):
+            generation = generations.get_visible(
+                session, generation_id=generation_id, user=caller.required(), with_images=True
+            )
+            out = generation_out(session, generation)
+            if wait > 0 or Status(out.status).is_final:
+                return out, None
+            return out, waiting.seconds_to_end(session, generation, bus=bus, queued_wait=out.estimated_wait_s)
 
     out, due = await run_in_threadpool(read)
     factory = request.app.state.session_factory

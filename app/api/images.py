@@ -6,6 +6,7 @@ from fastapi import APIRouter, UploadFile
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.db.session import reading
 from app.deps import CallerDep, CurrentUser, SessionDep, SettingsDep, StoreDep
 from app.http.files import stored_png, stored_thumbnail
 from app.params import RowId
@@ -34,11 +35,13 @@ async def upload_image(
 
 @router.get("/images/{image_id}", response_class=FileResponse)
 def get_image(image_id: RowId, session: SessionDep, caller: CallerDep, store: StoreDep) -> Response:
-    image = images.get_visible(session, image_id=image_id, user=caller.optional())
-    return stored_png(store, image.sha256, headers=_IMMUTABLE)
+    with reading(session):  # who asks, the row and the file in this one worker-thread hop
+        image = images.get_visible(session, image_id=image_id, user=caller.optional())
+        return stored_png(store, image.sha256, headers=_IMMUTABLE)
 
 
 @router.get("/images/{image_id}/thumb", response_class=FileResponse)
 def get_thumbnail(image_id: RowId, session: SessionDep, caller: CallerDep, store: StoreDep) -> Response:
-    image = images.get_visible(session, image_id=image_id, user=caller.optional())
-    return stored_thumbnail(store, image.sha256, headers=_IMMUTABLE)
+    with reading(session):
+        image = images.get_visible(session, image_id=image_id, user=caller.optional())
+        return stored_thumbnail(store, image.sha256, headers=_IMMUTABLE)

@@ -49,3 +49,17 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def reading(session: Session) -> Iterator[Session]:
+    """A read whose transaction ends with the block, in the thread that ran it, however the block ends.
+
+    A request's session still in a transaction when its route returns is closed in a worker-thread
+    hop of its own on PostgreSQL (the pool's ROLLBACK goes over the network); a route that only
+    reads ends it here, in the hop it already runs in.
+    """
+    try:
+        yield session
+    finally:
+        session.rollback()
