@@ -156,7 +156,7 @@ async def get_generation(
         due is not None
         and due <= waiting.NEAR_END_SECONDS
         # A plain poll of a job about to end is answered at its end.
-        and await waiting.until_final(generation_id, bus=bus, session_factory=factory, timeout=waiting.NEAR_END_SECONDS)
+        and await waiting.held_until_end(generation_id, bus=bus, session_factory=factory)
     ):
         out, _ = await run_in_threadpool(read)
     return out

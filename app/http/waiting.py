@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from app.services import estimates, queue
 from app.workers.events import Event, EventBus
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 # The longest a request may wait; a client that wants longer asks again.
 MAX_WAIT_SECONDS = 60.0
@@ -122,11 +124,28 @@ def seconds_to_end(
     if generation.status != Status.RUNNING or generation.started_at is None:
         return None
     running_for = (utcnow() - generation.started_at).total_seconds()
-    left = seconds_left(bus.read(generation.id), running_for=running_for)
+    try:
+        events = bus.read(generation.id)
+    except Exception:  # a bus that does not answer (Redis down) costs the hold, never the poll
+        logger.warning("could not read the progress of generation %s", generation.id, exc_info=True)
+        return None
+    left = seconds_left(events, running_for=running_for)
     if left is not None:
         return left
     typical = estimates.typical_run_seconds(session, model=generation.model)
     return None if typical is None else max(typical - running_for, 0.0)
+
+
+async def held_until_end(generation_id: int, *, bus: EventBus, session_factory: sessionmaker[Session]) -> bool:
+    """A plain poll's hold: ``until_final`` for at most ``NEAR_END_SECONDS``; True when the job ended.
+
+    A bus that fails meanwhile ends the hold: the poll answers with the job as it read it.
+    """
+    try:
+        return await until_final(generation_id, bus=bus, session_factory=session_factory, timeout=NEAR_END_SECONDS)
+    except Exception:
+        logger.warning("could not wait for the end of generation %s", generation_id, exc_info=True)
+        return False
 
 
 def final_status(session_factory: sessionmaker[Session], generation_id: int) -> Status | None:

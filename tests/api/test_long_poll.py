@@ -326,3 +326,25 @@ def test_a_plain_poll_of_a_queued_job_of_a_slow_model_is_answered_at_once(
     assert body["status"] == "queued"
     assert body["estimated_wait_s"] == pytest.approx(60.0)
     assert took < HELD_FOR, f"held {took:.2f} s for a job a minute from its end"
+
+
+@pytest.mark.parametrize("state", ["queued", "running"])
+def test_a_plain_poll_answers_when_the_bus_does_not(
+    idle_client: TestClient, monkeypatch: pytest.MonkeyPatch, state: str
+) -> None:
+    generation_id = _enqueue(idle_client)
+    _ran_before(idle_client, _model_of(idle_client, generation_id), seconds=0.3)  # due soon: a hold is tried
+    if state == "running":
+        _running(idle_client, generation_id, started_seconds_ago=0.1)
+
+    def down(*_: object) -> None:
+        raise ConnectionError("the bus is down")
+
+    bus = idle_client.app.state.bus  # type: ignore[attr-defined]
+    for name in ("read", "on_end", "ended"):
+        monkeypatch.setattr(bus, name, down)
+
+    response = idle_client.get(f"/api/generations/{generation_id}")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == state
