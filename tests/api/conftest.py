@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.db.models import Generation, Status
 from app.main import create_app
 from tests.tiny_pipeline import TINY, tiny_models
 
@@ -82,6 +83,22 @@ def wait_until_final(client: TestClient, generation_id: int, attempts: int = 120
             return body
         time.sleep(0.05)
     raise AssertionError(f"generation {generation_id} never finished: {body}")
+
+
+def enqueue(client: TestClient, prompt: str = "a harbour at night") -> int:
+    """Submits a small prompt job; its id (it runs only where the client's app has workers)."""
+    response = client.post("/api/generate/prompt", json={"prompt": prompt, "steps": 2})
+    assert response.status_code == 202, response.text
+    return int(response.json()["id"])
+
+
+def set_status(client: TestClient, generation_id: int, status: Status) -> None:
+    """Writes a job's status straight into its row, as if a worker (or a sweeper) had."""
+    with client.app.state.session_factory() as session:  # type: ignore[attr-defined]
+        generation = session.get(Generation, generation_id)
+        assert generation is not None
+        generation.status = status
+        session.commit()
 
 
 def paint(client: TestClient, **fields: Any) -> dict[str, Any]:

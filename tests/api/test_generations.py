@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.services.metadata import PARAMETERS_KEY, STUDIO_KEY, read_png_parameters
+from tests.api.conftest import enqueue
 
 Paint = Callable[..., dict[str, Any]]
 Wait = Callable[..., dict[str, Any]]
@@ -216,14 +217,8 @@ def test_unknown_model_error_lists_the_available_models(idle_client: TestClient)
 # --- listing, reading, cancelling -------------------------------------------------------------
 
 
-def _enqueue(client: TestClient, prompt: str) -> int:
-    response = client.post("/api/generate/prompt", json={"prompt": prompt, "steps": 2})
-    assert response.status_code == 202, response.text
-    return int(response.json()["id"])
-
-
 def test_list_is_newest_first_with_a_search_and_a_cursor(idle_client: TestClient) -> None:
-    ids = [_enqueue(idle_client, prompt) for prompt in ("a red barn", "a blue sea", "a red fox", "a RED kite")]
+    ids = [enqueue(idle_client, prompt) for prompt in ("a red barn", "a blue sea", "a red fox", "a RED kite")]
 
     everything = idle_client.get("/api/generations").json()
     assert [item["id"] for item in everything["items"]] == ids[::-1]
@@ -240,14 +235,14 @@ def test_list_is_newest_first_with_a_search_and_a_cursor(idle_client: TestClient
 
 
 def test_a_queued_job_reports_its_place_in_the_queue(idle_client: TestClient) -> None:
-    first, second = _enqueue(idle_client, "one"), _enqueue(idle_client, "two")
+    first, second = enqueue(idle_client, "one"), enqueue(idle_client, "two")
 
     assert idle_client.get(f"/api/generations/{first}").json()["queue_position"] == 0
     assert idle_client.get(f"/api/generations/{second}").json()["queue_position"] == 1
 
 
 def test_cancel_a_queued_job_then_cancelling_again_conflicts(idle_client: TestClient) -> None:
-    generation_id = _enqueue(idle_client, "a cat")
+    generation_id = enqueue(idle_client, "a cat")
 
     cancelled = idle_client.post(f"/api/generations/{generation_id}/cancel")
     assert cancelled.status_code == 200

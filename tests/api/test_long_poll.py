@@ -20,26 +20,13 @@ from app.db.base import utcnow
 from app.db.models import Generation, Status
 from app.http import waiting
 from app.workers.events import RedisEventBus
+from tests.api.conftest import enqueue, set_status
 from tests.conftest import create_test_generation, create_test_user
 
 LONG_WAIT = 30.0
 # What the tests that expect no hold make the hold bound: a held answer would take this long at least.
 HELD_FOR = 5.0
 WOKEN_WITHIN = 10.0
-
-
-def _enqueue(client: TestClient, prompt: str = "a harbour at night") -> int:
-    response = client.post("/api/generate/prompt", json={"prompt": prompt, "steps": 2})
-    assert response.status_code == 202, response.text
-    return int(response.json()["id"])
-
-
-def _set_status(client: TestClient, generation_id: int, status: Status) -> None:
-    with client.app.state.session_factory() as session:  # type: ignore[attr-defined]
-        generation = session.get(Generation, generation_id)
-        assert generation is not None
-        generation.status = status
-        session.commit()
 
 
 @contextmanager
@@ -78,7 +65,7 @@ def _long_poll(client: TestClient, generation_id: int, wait: float = LONG_WAIT) 
 
 
 def test_a_long_poll_answers_with_the_job_as_soon_as_its_end_is_published(idle_client: TestClient) -> None:
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
     bus = idle_client.app.state.bus  # type: ignore[attr-defined]
     watched_while_waiting: list[bool] = []
     published_at: list[float] = []
@@ -100,9 +87,9 @@ def test_a_long_poll_answers_with_the_job_as_soon_as_its_end_is_published(idle_c
 
 
 def test_a_job_ended_in_the_database_but_forgotten_by_the_bus_still_ends_the_wait(idle_client: TestClient) -> None:
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
 
-    with _meanwhile(lambda: _set_status(idle_client, generation_id, Status.FAILED)):
+    with _meanwhile(lambda: set_status(idle_client, generation_id, Status.FAILED)):
         body, took, _ = _long_poll(idle_client, generation_id)
 
     assert body["status"] == "failed"
@@ -110,7 +97,7 @@ def test_a_job_ended_in_the_database_but_forgotten_by_the_bus_still_ends_the_wai
 
 
 def test_a_cancel_from_another_request_ends_the_wait(idle_client: TestClient) -> None:
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
 
     def cancel() -> None:
         assert idle_client.post(f"/api/generations/{generation_id}/cancel").status_code == 200
@@ -123,7 +110,7 @@ def test_a_cancel_from_another_request_ends_the_wait(idle_client: TestClient) ->
 
 
 def test_a_job_that_does_not_end_is_answered_as_it_is_when_the_wait_runs_out(idle_client: TestClient) -> None:
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
 
     body, took, _ = _long_poll(idle_client, generation_id, wait=0.3)
 
@@ -134,13 +121,13 @@ def test_a_job_that_does_not_end_is_answered_as_it_is_when_the_wait_runs_out(idl
 
 
 def test_a_waiting_request_holds_no_database_connection(idle_client: TestClient) -> None:
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
     engine = idle_client.app.state.db_engine  # type: ignore[attr-defined]
     held_while_waiting: list[int] = []
 
     def finish() -> None:
         held_while_waiting.append(engine.pool.checkedout())
-        _set_status(idle_client, generation_id, Status.SUCCEEDED)
+        set_status(idle_client, generation_id, Status.SUCCEEDED)
 
     with _meanwhile(finish):
         body, _, _ = _long_poll(idle_client, generation_id)
@@ -150,8 +137,8 @@ def test_a_waiting_request_holds_no_database_connection(idle_client: TestClient)
 
 
 def test_an_ended_job_is_answered_at_once(idle_client: TestClient) -> None:
-    generation_id = _enqueue(idle_client)
-    _set_status(idle_client, generation_id, Status.SUCCEEDED)
+    generation_id = enqueue(idle_client)
+    set_status(idle_client, generation_id, Status.SUCCEEDED)
 
     body, took, _ = _long_poll(idle_client, generation_id)
 
@@ -169,7 +156,7 @@ def test_a_job_the_caller_cannot_see_answers_404_without_waiting(idle_client: Te
 
 @pytest.mark.parametrize("wait", ["-1", "61", "soon", "nan"])
 def test_a_wait_out_of_bounds_answers_422(idle_client: TestClient, wait: str) -> None:
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
 
     response = idle_client.get(f"/api/generations/{generation_id}", params={"wait": wait})
 
@@ -196,7 +183,7 @@ def test_the_redis_bus_ends_a_wait_by_being_asked(make_client: Callable[..., Tes
     client = make_client(start_workers=False)
     bus = RedisEventBus(redis_url, ttl_seconds=60, prefix=f"test-long-poll-{time.monotonic_ns()}")
     client.app.state.bus = bus  # type: ignore[attr-defined]
-    generation_id = _enqueue(client)
+    generation_id = enqueue(client)
 
     published_at: list[float] = []
 
@@ -233,13 +220,13 @@ def _plain_poll(client: TestClient, generation_id: int) -> Answer:
 
 
 def test_a_plain_poll_of_a_job_about_to_end_is_answered_at_its_end(idle_client: TestClient) -> None:
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
     _running(idle_client, generation_id, started_seconds_ago=0.8)
     bus = idle_client.app.state.bus  # type: ignore[attr-defined]
     bus.publish(generation_id, "progress", {"step": 8, "total": 8})  # only the picture left: ~0.1 s
 
     def finish() -> None:
-        _set_status(idle_client, generation_id, Status.SUCCEEDED)
+        set_status(idle_client, generation_id, Status.SUCCEEDED)
         bus.publish(generation_id, "status", {"status": "succeeded"})
 
     with _meanwhile(finish, after=0.05):
@@ -250,7 +237,7 @@ def test_a_plain_poll_of_a_job_about_to_end_is_answered_at_its_end(idle_client: 
 
 
 def test_a_plain_poll_is_held_no_longer_than_the_bound_when_the_end_does_not_come(idle_client: TestClient) -> None:
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
     _running(idle_client, generation_id, started_seconds_ago=0.8)
     idle_client.app.state.bus.publish(generation_id, "progress", {"step": 8, "total": 8})  # type: ignore[attr-defined]
 
@@ -265,7 +252,7 @@ def test_a_plain_poll_of_a_job_far_from_its_end_is_answered_at_once(
     idle_client: TestClient, progress: dict[str, int] | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(waiting, "NEAR_END_SECONDS", HELD_FOR)
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
     _running(idle_client, generation_id, started_seconds_ago=2.0)  # a step took 2 s: 16 s left
     if progress is not None:
         idle_client.app.state.bus.publish(generation_id, "progress", progress)  # type: ignore[attr-defined]
@@ -298,13 +285,13 @@ def _model_of(client: TestClient, generation_id: int) -> str:
 def test_a_plain_poll_of_a_job_its_models_pace_says_ends_soon_is_answered_at_its_end(
     idle_client: TestClient, state: str
 ) -> None:
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
     _ran_before(idle_client, _model_of(idle_client, generation_id), seconds=0.3)
     if state != "queued":
         _running(idle_client, generation_id, started_seconds_ago=0.1)  # no progress on the bus yet
 
     def finish() -> None:
-        _set_status(idle_client, generation_id, Status.SUCCEEDED)
+        set_status(idle_client, generation_id, Status.SUCCEEDED)
         idle_client.app.state.bus.publish(generation_id, "status", {"status": "succeeded"})  # type: ignore[attr-defined]
 
     with _meanwhile(finish, after=0.05):
@@ -318,7 +305,7 @@ def test_a_plain_poll_of_a_queued_job_of_a_slow_model_is_answered_at_once(
     idle_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(waiting, "NEAR_END_SECONDS", HELD_FOR)  # a hold, had there been one, stands out
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
     _ran_before(idle_client, _model_of(idle_client, generation_id), seconds=60.0)
 
     body, took, _ = _plain_poll(idle_client, generation_id)
@@ -332,7 +319,7 @@ def test_a_plain_poll_of_a_queued_job_of_a_slow_model_is_answered_at_once(
 def test_a_plain_poll_answers_when_the_bus_does_not(
     idle_client: TestClient, monkeypatch: pytest.MonkeyPatch, state: str
 ) -> None:
-    generation_id = _enqueue(idle_client)
+    generation_id = enqueue(idle_client)
     _ran_before(idle_client, _model_of(idle_client, generation_id), seconds=0.3)  # due soon: a hold is tried
     if state == "running":
         _running(idle_client, generation_id, started_seconds_ago=0.1)

@@ -1,4 +1,4 @@
-"""The requests a script sends most (a job's JSON, its pictures) cost one worker-thread hop each.
+"""The requests a script sends most (a job's JSON and event stream, its pictures) cost one worker-thread hop each.
 
 A hop is a thread woken on a core and the event loop woken after it. Beside a painting job on two
 cores each one costs the painting more than the query it carries, so who asks, the read and the
@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
 from app.db.models import Status
-from tests.api.test_long_poll import _enqueue, _set_status
+from tests.api.conftest import enqueue, set_status
 from tests.http.test_submit import upload
 
 
@@ -48,24 +48,27 @@ def client(idle_client: TestClient) -> TestClient:
     return idle_client
 
 
-def test_a_jobs_json_costs_one_hop(client: TestClient, hops: list[str]) -> None:
-    generation_id = _enqueue(client)
-    _set_status(client, generation_id, Status.RUNNING)
+@pytest.mark.parametrize(
+    ("status", "ask", "expected"),
+    [
+        (Status.RUNNING, "", 1),
+        (Status.FAILED, "?wait=30", 1),
+        # The route's own hop; the stream then asks the database once whether the job ended (it has).
+        (Status.SUCCEEDED, "/events", 2),
+    ],
+    ids=["json", "json-with-a-wait", "event-stream"],
+)
+def test_a_jobs_json_or_stream_opens_in_one_hop(
+    client: TestClient, hops: list[str], status: Status, ask: str, expected: int
+) -> None:
+    generation_id = enqueue(client)
+    set_status(client, generation_id, status)
 
-    status, names = _hops_of(client, hops, "GET", f"/api/generations/{generation_id}")
+    answer, names = _hops_of(client, hops, "GET", f"/api/generations/{generation_id}{ask}")
 
-    assert status == 200
-    assert len(names) == 1, names
-
-
-def test_an_ended_job_asked_with_a_wait_costs_one_hop(client: TestClient, hops: list[str]) -> None:
-    generation_id = _enqueue(client)
-    _set_status(client, generation_id, Status.FAILED)
-
-    status, names = _hops_of(client, hops, "GET", f"/api/generations/{generation_id}", params={"wait": 30})
-
-    assert status == 200
-    assert len(names) == 1, names
+    assert answer == 200
+    assert len(names) == expected, names
+    assert all("final_status" in name for name in names[1:]), names
 
 
 def test_a_job_nobody_may_see_costs_one_hop(client: TestClient, hops: list[str]) -> None:
@@ -87,7 +90,7 @@ def test_a_picture_costs_one_hop(client: TestClient, hops: list[str], suffix: st
 
 def test_a_change_decides_who_asks_once(client: TestClient) -> None:
     """The CSRF check and the route share one decision: the acting user is read once."""
-    generation_id = _enqueue(client)
+    generation_id = enqueue(client)
     engine: Engine = client.app.state.db_engine  # type: ignore[attr-defined]
     user_reads: list[str] = []
 
@@ -112,15 +115,3 @@ def test_a_prompt_is_submitted_in_two_hops(client: TestClient, hops: list[str]) 
 
     assert status == 202
     assert len(names) == 2, names
-
-
-def test_a_jobs_event_stream_opens_in_one_hop(client: TestClient, hops: list[str]) -> None:
-    generation_id = _enqueue(client)
-    _set_status(client, generation_id, Status.SUCCEEDED)
-
-    status, names = _hops_of(client, hops, "GET", f"/api/generations/{generation_id}/events")
-
-    assert status == 200
-    # The route's own hop; the stream then asks the database once whether the job ended (it has).
-    assert len(names) == 2, names
-    assert "final_status" in names[1], names
